@@ -1,0 +1,55 @@
+"""Client and server, both wsstream, over real TCP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+import wsstream
+from tests.conftest import Server
+
+
+async def test_echo_text_and_binary(echo_url: str) -> None:
+    async with wsstream.WebSocketStream(echo_url) as wss:
+        readable, writable, extensions, protocol = await wss.opened
+        await writable.send("héllo")
+        await writable.send(b"\x00\xff")
+        await writable.send(bytearray(b"ba"))
+        await writable.send(memoryview(b"mv"))
+        assert await readable.receive() == "héllo"
+        assert await readable.receive() == b"\x00\xff"
+        assert await readable.receive() == b"ba"
+        assert await readable.receive() == b"mv"
+        wss.close()
+        assert await wss.closed == (1005, "")
+
+
+@pytest.mark.parametrize("compression", ["deflate", None])
+async def test_pipelined_64_messages_of_1_mib_each_way(
+    server: Server, compression: str | None
+) -> None:
+    # Engine rule 1: the reader never waits on the writer, so a deep pipeline
+    # of big messages in both directions cannot deadlock.
+    url = await server.start(_echo, compression=compression, max_message_size=2**21)
+    payload = bytes(range(256)) * 4096  # 1 MiB
+    async with wsstream.WebSocketStream(
+        url, compression=compression, max_message_size=2**21
+    ) as wss:
+        readable, writable, *_ = await wss.opened
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+
+                async def sender() -> None:
+                    for _ in range(64):
+                        await writable.send(payload)
+
+                nursery.start_soon(sender)
+                for _ in range(64):
+                    assert await readable.receive() == payload
+        assert wss.statistics().messages_received == 64
+
+
+async def _echo(wss: wsstream.WebSocketStream) -> None:
+    readable, writable, *_ = await wss.opened
+    async for message in readable:
+        await writable.send(message)

@@ -1,0 +1,146 @@
+"""The readable and writable halves of a WebSocketStream, as trio channels."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, NamedTuple
+
+import trio
+
+from ._errors import RESERVED_CODES, WebSocketError
+
+if TYPE_CHECKING:
+    from ._connection import Connection
+
+__all__ = ["OpenInfo", "Readable", "Writable", "Message", "close_args_from_reason"]
+
+#: What the readable gives: ``str`` for a text message, ``bytes`` for binary.
+Message = str | bytes
+
+
+def close_args_from_reason(reason: object) -> tuple[int | None, str]:
+    """The Close frame for ``cancel(reason)`` / ``abort(reason)``.
+
+    A :class:`WebSocketError` gives its code and reason; anything else, or a
+    reserved code (1005, 1006, 1015), gives a Close frame without a body.
+    """
+    if isinstance(reason, WebSocketError):
+        code = reason.close_code
+        if code is None or code in RESERVED_CODES:
+            return None, ""
+        return code, reason.reason
+    return None, ""
+
+
+class Readable(trio.abc.ReceiveChannel[Message]):
+    """The incoming messages of a connection, one item per message.
+
+    ``receive()`` and ``async for`` give ``str`` for text and ``bytes`` for
+    binary messages. When the peer closed cleanly and every message was read,
+    ``receive()`` raises :class:`trio.EndOfChannel` (``async for`` ends);
+    after an abnormal end it raises the connection's :class:`WebSocketError`,
+    the same object every time. After :meth:`aclose` or :meth:`cancel` it
+    raises :class:`trio.ClosedResourceError`.
+
+    Messages wait in a buffer bounded by ``read_limit``; while it is full the
+    connection stops reading the socket, so a fast sender is slowed by TCP.
+    """
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    async def receive(self) -> Message:
+        """Wait for the next message and return it.
+
+        Cancellation is safe: a cancelled ``receive()`` takes no message.
+        """
+        return await self._conn.receive()
+
+    async def cancel(self, reason: object = None) -> None:
+        """Stop reading and start the closing handshake.
+
+        The browser's ``reader.cancel(reason)``: if ``reason`` is a
+        :class:`WebSocketError`, its ``close_code`` and ``reason`` go in the
+        Close frame; anything else sends a Close frame without a body. Unread
+        messages are discarded. Returns at once (it does not wait for the
+        peer's answer: await ``wss.closed`` for that).
+        """
+        code, text = close_args_from_reason(reason)
+        self._conn.stop_reading()
+        self._conn.close(code, text)
+        await trio.lowlevel.checkpoint()
+
+    async def aclose(self) -> None:
+        """Stop reading: same as :meth:`cancel` with no reason."""
+        await self.cancel()
+
+    def statistics(self) -> int:
+        """Bytes of message payload waiting to be read (characters for text)."""
+        return self._conn.statistics().buffered_in
+
+
+class Writable(trio.abc.SendChannel[str | bytes | bytearray | memoryview]):
+    """The outgoing messages of a connection.
+
+    ``send(str)`` sends a text message, ``send(bytes-like)`` a binary one.
+    """
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    async def send(self, value: str | bytes | bytearray | memoryview) -> None:
+        """Queue one message for sending.
+
+        Waits while more than ``write_limit`` bytes are waiting to be written
+        (so a slow peer slows the writer), then queues the whole message and
+        returns; the bytes are copied, so a mutable buffer may be reused at
+        once. Cancellation is safe: a cancelled ``send()`` queued nothing.
+
+        Raises :class:`TypeError` for anything but ``str`` or a bytes-like
+        object; :class:`trio.ClosedResourceError` once this side closed; the
+        connection's :class:`WebSocketError` once the peer closed or the
+        connection failed.
+        """
+        await self._conn.send(value)
+
+    async def abort(self, reason: object = None) -> None:
+        """Start the closing handshake, like :meth:`Readable.cancel`.
+
+        The browser's ``writer.abort(reason)``: same rules for ``reason``.
+        Returns at once.
+        """
+        code, text = close_args_from_reason(reason)
+        self._conn.close(code, text)
+        await trio.lowlevel.checkpoint()
+
+    async def aclose(self) -> None:
+        """Send a Close frame without a body and wait for the closing handshake.
+
+        The browser's ``writer.close()``: returns once the connection is
+        closed, cleanly or not (``close_timeout`` bounds the wait; the
+        outcome is in ``wss.closed``). If cancelled, the connection is closed
+        forcefully.
+        """
+        conn = self._conn
+        conn.close(None, "")
+        try:
+            await conn.closed_event()
+        except trio.Cancelled:
+            conn.close_forcefully(1001, "")
+            raise
+
+
+class OpenInfo(NamedTuple):
+    """What ``await wss.opened`` gives: the two halves and the negotiation.
+
+    ``extensions`` is the negotiated ``Sec-WebSocket-Extensions`` value and
+    ``protocol`` the chosen subprotocol, ``""`` when none.
+    """
+
+    readable: Readable
+    writable: Writable
+    extensions: str
+    protocol: str

@@ -1,0 +1,831 @@
+"""The connection engine: one framing core, one trio stream, a few tasks.
+
+Theory of operation
+-------------------
+A connection runs as one task, :meth:`Connection.run`, inside a nursery that
+the user owns (the client's ``async with``, or ``serve``). That task opens
+the stream (client), does the opening handshake under ``open_timeout``, then
+runs two tasks until the connection is over:
+
+* the **reader** reads the stream in large chunks, feeds the core, appends
+  complete messages to the inbox (a deque; the readable takes from it) and
+  appends whatever the core wants to send (pongs, the Close echo) to the
+  outbox. It never waits on the writer (engine rule 1). It stops reading
+  while the inbox holds ``read_limit`` bytes or more, and resumes once the
+  user has taken it down to half of that (backpressure, rule 3).
+* the **flusher** waits for the outbox to be non-empty and writes all of it
+  with one ``send_all`` (rule 2), then wakes senders blocked on
+  ``write_limit``. It is the only writer of the stream, so a cancelled user
+  can never leave half a frame on the wire (rule 7).
+
+``send()`` serialises into the outbox and returns: no socket I/O happens in
+the user's task. It first waits while the outbox holds more than
+``write_limit`` bytes (in flight included), so a slow peer slows the writer.
+
+Closing: the core decides what goes on the wire; the engine arms the
+``close_timeout`` deadline on the run scope as soon as a Close has been sent
+or received, so the whole tail of the connection is bounded (rule 5). When
+the reader has seen the end of the stream and the flusher has written what
+was left, the stream is closed and ``closed`` settles. A deadline or an abort
+cancels the run scope; the stream is then closed forcefully and the outcome
+is computed from what the core saw (1006 unless Close frames were exchanged).
+
+Wake-ups use :class:`trio.lowlevel.ParkingLot`, so nothing is allocated per
+message (rule 6).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from typing import NamedTuple
+
+import attrs
+import trio
+from trio.lowlevel import ParkingLot, cancel_shielded_checkpoint, checkpoint_if_cancelled
+
+from ._channels import OpenInfo, Readable, Writable
+from ._core import Core, HandshakeFailure
+from ._errors import AbortError, HandshakeError, WebSocketError
+from ._http import Headers, Request, Response
+from ._promise import Promise
+
+__all__ = ["CloseInfo", "Connection", "Options", "ServerHooks", "Statistics"]
+
+_log = logging.getLogger("wsstream")
+
+#: Bytes asked of the stream per read. 64 KiB is trio's own default and stays
+#: below glibc's mmap threshold, so each read is a cheap allocation.
+RECEIVE_SIZE = 65536
+
+#: Pongs and Close echoes that the peer does not read may pile up to this many
+#: bytes; past it the peer is flooding us and the connection fails with 1008.
+MAX_PENDING_CONTROL = 128 * 1024
+
+#: How long a forceful close (cancellation) lets the Close frame leave when
+#: the socket cannot take it at once.
+FORCEFUL_CLOSE_GRACE = 0.05
+
+
+class CloseInfo(NamedTuple):
+    """How a connection ended cleanly: the code and reason of the Close
+    frame received from the peer (1005 and ``""`` for a Close without body)."""
+
+    close_code: int
+    reason: str
+
+
+@attrs.frozen
+class Statistics:
+    """Counters of one connection, from :meth:`WebSocketStream.statistics`.
+
+    ``buffered_in`` is message payload waiting to be read by the user
+    (characters for text); ``buffered_out`` encoded bytes not yet written to
+    the socket. ``latency`` is the last ping round trip in seconds, ``None``
+    before the first pong.
+    """
+
+    messages_sent: int
+    messages_received: int
+    bytes_sent: int
+    bytes_received: int
+    buffered_in: int
+    buffered_out: int
+    pings_sent: int
+    pongs_received: int
+    latency: float | None
+
+
+@attrs.frozen
+class Options:
+    """Connection options shared by the client and the server; see the
+    docs of :class:`~wsstream.WebSocketStream` for each default and why."""
+
+    open_timeout: float | None = 10.0
+    close_timeout: float | None = 10.0
+    read_limit: int = 2**20
+    write_limit: int = 2**16
+    max_message_size: int | None = 2**20
+    compression: str | None = "deflate"
+    ping_interval: float | None = 20.0
+    ping_timeout: float | None = 20.0
+
+    def __attrs_post_init__(self) -> None:
+        for name in ("open_timeout", "close_timeout", "ping_interval", "ping_timeout"):
+            value = getattr(self, name)
+            if value is not None:
+                if not isinstance(value, (int, float)) or isinstance(value, bool):
+                    raise TypeError(f"{name} must be a number or None")
+                if not value > 0 or math.isnan(value):
+                    raise ValueError(f"{name} must be positive, not {value}")
+        for name in ("read_limit", "write_limit"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{name} must be an int")
+            if value < 0:
+                raise ValueError(f"{name} must not be negative")
+        if self.max_message_size is not None:
+            if not isinstance(self.max_message_size, int) or isinstance(
+                self.max_message_size, bool
+            ):
+                raise TypeError("max_message_size must be an int or None")
+            if self.max_message_size <= 0:
+                raise ValueError("max_message_size must be positive")
+        if self.compression not in ("deflate", None):
+            raise ValueError(f"compression must be 'deflate' or None, not {self.compression!r}")
+
+
+@attrs.frozen
+class ServerHooks:
+    """What the server side does with the client's request."""
+
+    select_subprotocol: Callable[[Request, Sequence[str]], str | None]
+    process_request: Callable[[Request], Awaitable[Response | None]]
+    response_headers: Headers
+
+
+class _Ping:
+    __slots__ = ("event", "rtt", "sent_at")
+
+    def __init__(self, sent_at: float) -> None:
+        self.sent_at = sent_at
+        self.event = trio.Event()
+        self.rtt: float | None = None
+
+
+def _deadline_after(seconds: float | None) -> float:
+    return math.inf if seconds is None else trio.current_time() + seconds
+
+
+class Connection:
+    """One WebSocket connection; see the module docstring."""
+
+    def __init__(
+        self,
+        core: Core,
+        options: Options,
+        *,
+        stream: trio.abc.Stream | None = None,
+        connect: Callable[[], Awaitable[trio.abc.Stream]] | None = None,
+        server: ServerHooks | None = None,
+        signal: trio.Event | None = None,
+    ) -> None:
+        self.core = core
+        self.options = options
+        self.stream = stream
+        self._connect = connect
+        self._server = server
+        self._signal = signal
+        self.opened: Promise[OpenInfo] = Promise()
+        self.closed: Promise[CloseInfo] = Promise()
+        self.id = os.urandom(4).hex()
+
+        self._scope = trio.CancelScope()
+        self._abort_exc: WebSocketError | None = None
+        self._started = False
+        self._finished = False
+
+        # Incoming messages, waiting for the user.
+        self._inbox: deque[str | bytes] = deque()
+        self._inbox_bytes = 0
+        self._read_limit = options.read_limit
+        self._resume_at = options.read_limit // 2
+        self._paused = False
+        self._pause_epoch = 0
+        self._discard = False  # drop incoming messages: nobody will read them
+        self._recv_lot = ParkingLot()
+        self._resume_lot = ParkingLot()
+        # What receive() raises once the inbox is empty: EndOfChannel (clean
+        # end), the connection's error, or ClosedResourceError (we stopped
+        # reading). None while messages may still come.
+        self._recv_end: BaseException | None = None
+
+        # Outgoing bytes, whole frames each.
+        self._outbox: list[bytes] = []
+        self._out_bytes = 0  # pending + being written
+        self._ctrl_pending = 0  # of which queued by the reader (pongs, echo)
+        self._ctrl_inflight = 0
+        self._end_stream = False  # the core asked to end the stream after the outbox
+        self._writing = False
+        self._write_broken = False
+        self._write_limit = options.write_limit
+        self._flush_lot = ParkingLot()
+        self._send_lot = ParkingLot()
+        self._reader_done = False
+        # What send() raises: ClosedResourceError (we closed) or a
+        # WebSocketError (the peer closed, or the connection failed).
+        self._send_error: BaseException | None = None
+
+        # Closing.
+        self._close_initiated = False  # we sent a Close before receiving one
+        self._close_seen = False
+        self._unclean: WebSocketError | None = None
+        self.error: WebSocketError | None = None  # the connection's error, once known
+
+        # Pings: payload -> (sent at, event); pong latencies.
+        self._pings: dict[bytes, _Ping] = {}
+        self._keepalive_scope: trio.CancelScope | None = None
+        self._forceful = False
+        self.latency: float | None = None
+
+        # Statistics.
+        self.messages_sent = 0
+        self.messages_received = 0
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self.pings_sent = 0
+        self.pongs_received = 0
+        self.remote_address: object = None
+
+    # ------------------------------------------------------------------
+    # The connection's task
+
+    async def run(self) -> None:
+        """Open, run and close the connection; never raises but Cancelled.
+
+        Settles ``opened`` and ``closed``. Cancellation of the caller closes
+        the connection forcefully (see :meth:`close_forcefully`).
+        """
+        self._started = True
+        try:
+            with self._scope:
+                if self._abort_exc is not None:
+                    return
+                if not await self._open():
+                    return
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._flusher)
+                    if self.options.ping_interval is not None:
+                        nursery.start_soon(self._keepalive, nursery.cancel_scope)
+                    await self._reader()
+                    self._arm_close_deadline()
+                    self._reader_done = True
+                    self._flush_lot.unpark_all()
+                    # Keepalive has nothing left to do; the flusher finishes.
+                    self._keepalive_scope_cancel(nursery)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._finish()
+
+    def _keepalive_scope_cancel(self, nursery: trio.Nursery) -> None:
+        if self._keepalive_scope is not None:
+            self._keepalive_scope.cancel()
+
+    async def _open(self) -> bool:
+        """The opening handshake; returns True if the connection is open."""
+        scope = trio.CancelScope(deadline=_deadline_after(self.options.open_timeout))
+        failure: WebSocketError | None = None
+        try:
+            with scope:
+                async with trio.open_nursery() as nursery:
+                    if self._signal is not None:
+                        nursery.start_soon(self._watch_signal, self._signal)
+                    try:
+                        if self._server is not None:
+                            ok = await self._server_handshake()
+                        else:
+                            await self._client_handshake()
+                            ok = True
+                    finally:
+                        nursery.cancel_scope.cancel()
+                if not ok:
+                    return False
+        except HandshakeFailure as exc:
+            failure = HandshakeError(
+                str(exc), status=exc.status, headers=exc.headers, body=exc.body
+            )
+        except trio.BrokenResourceError as exc:
+            cause = exc.__cause__ or exc
+            failure = HandshakeError(f"the connection broke during the handshake: {cause}")
+        except OSError as exc:
+            failure = WebSocketError._build(f"could not connect: {exc}", 1006)
+        if scope.cancelled_caught and failure is None and self._abort_exc is None:
+            failure = HandshakeError(
+                f"the opening handshake timed out after {self.options.open_timeout} s"
+            )
+        if failure is not None:
+            self._abort_exc = failure
+            return False
+        if self._abort_exc is not None:
+            return False
+        self.opened.resolve(
+            OpenInfo(Readable(self), Writable(self), self.core.extensions, self.core.subprotocol)
+        )
+        self._process_incoming()  # messages pipelined behind the handshake
+        return True
+
+    async def _watch_signal(self, signal: trio.Event) -> None:
+        await signal.wait()
+        self.abort(AbortError())
+
+    async def _client_handshake(self) -> None:
+        if self.stream is None:
+            assert self._connect is not None
+            self.stream = await self._connect()
+        stream, core = self.stream, self.core
+        await stream.send_all(b"".join(core.data_to_send()))
+        while True:
+            data = await stream.receive_some(RECEIVE_SIZE)
+            if data:
+                self.bytes_received += len(data)
+                core.protocol.receive_data(data)
+            else:
+                core.protocol.receive_eof()
+            if core.handshake_event():
+                break
+            if not data:
+                raise HandshakeFailure("the server closed the connection during the handshake")
+
+    async def _server_handshake(self) -> bool:
+        stream, core, hooks = self.stream, self.core, self._server
+        assert stream is not None and hooks is not None
+        while True:
+            data = await stream.receive_some(RECEIVE_SIZE)
+            if data:
+                core.protocol.receive_data(data)
+            else:
+                core.protocol.receive_eof()
+            try:
+                done = core.handshake_event()
+            except HandshakeFailure:
+                # The core may have queued a 400/414/431 response.
+                await self._write_handshake_reply()
+                raise
+            if done:
+                break
+            if not data:
+                raise HandshakeFailure("the client closed the connection during the handshake")
+        request = core.request
+        assert request is not None
+        response = await hooks.process_request(request)
+        if response is not None:
+            core.reject(response)
+            await self._write_handshake_reply()
+            self._abort_exc = HandshakeError(
+                f"the handshake was rejected with HTTP {response.status}",
+                status=response.status, headers=response.headers, body=response.body,
+            )
+            return False
+
+        def select(offered: Sequence[str]) -> str | None:
+            return hooks.select_subprotocol(request, offered)
+
+        if not core.accept(select, hooks.response_headers):
+            await self._write_handshake_reply()
+            reason = core.protocol.handshake_exc
+            self._abort_exc = HandshakeError(f"invalid handshake request: {reason}")
+            return False
+        await self._write_handshake_reply()
+        return True
+
+    async def _write_handshake_reply(self) -> None:
+        assert self.stream is not None
+        data = b"".join(self.core.data_to_send())
+        if data:
+            await self.stream.send_all(data)
+
+    # -- reader ----------------------------------------------------------
+
+    async def _reader(self) -> None:
+        stream, core = self.stream, self.core
+        assert stream is not None
+        receive_some = stream.receive_some
+        process = self._process_incoming
+        while not core.is_closed:
+            if self._inbox_bytes >= self._read_limit and not self._discard:
+                self._paused = True
+                self._pause_epoch += 1
+                while self._inbox_bytes > self._resume_at and not self._discard:
+                    await self._resume_lot.park()
+                self._paused = False
+            try:
+                data = await receive_some(RECEIVE_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                data = b""
+            if data:
+                self.bytes_received += len(data)
+                core.receive_data(data)
+            else:
+                core.receive_eof()
+            process()
+
+    def _process_incoming(self) -> None:
+        """Move what the core produced to the inbox and the outbox."""
+        core = self.core
+        messages = core.take_messages()
+        if messages:
+            self.messages_received += len(messages)
+            if not self._discard:
+                inbox = self._inbox
+                n = self._inbox_bytes
+                for message in messages:
+                    n += len(message)
+                    inbox.append(message)
+                self._inbox_bytes = n
+                if self._recv_lot:
+                    self._recv_lot.unpark_all()
+        if core.pongs:
+            self._on_pongs(core.take_pongs())
+        if not self._close_seen and core.close_received is not None:
+            self._on_close_received()
+        data = core.data_to_send()
+        if data:
+            n = self._queue(data)
+            self._ctrl_pending += n
+            if self._ctrl_pending + self._ctrl_inflight > MAX_PENDING_CONTROL:
+                self._fail(1008, "too many control frames left unread")
+        if core.failure is not None or core.protocol.parser_exc is not None:
+            self._on_failure()
+        if not core.is_open:
+            self._arm_close_deadline()
+
+    def _on_close_received(self) -> None:
+        self._close_seen = True
+        code, reason = self.core.close_received  # type: ignore[misc]
+        if self.core.protocol_failure is not None:
+            return
+        unwritten = self._out_bytes - self._ctrl_pending - self._ctrl_inflight
+        if not self._close_initiated and unwritten > 0:
+            # The peer closed while our messages were still unwritten: they
+            # will never be read, so drop what is not on the wire yet and let
+            # the Close echo go out at once (RFC 6455 5.5.1 allows it); the
+            # close is not clean (the browser's remote-close rule).
+            self._drop_pending_output()
+            self._unclean = WebSocketError._build(
+                "the peer closed the connection with messages still unsent", code, reason
+            )
+            self._set_ends(self._unclean, self._unclean)
+            return
+        if self._send_error is None:
+            self._send_error = WebSocketError._build(
+                "the peer closed the connection", code, reason
+            )
+            self._send_lot.unpark_all()
+        if self._recv_end is None:
+            self._recv_end = trio.EndOfChannel()
+            self._recv_lot.unpark_all()
+
+    def _on_failure(self) -> None:
+        failure = self.core.protocol_failure
+        if failure is None or self.error is not None:
+            return
+        code, reason = failure
+        error = WebSocketError._build(
+            f"the connection failed: {reason or code}", code, reason
+        )
+        self.error = error
+        self._set_ends(error, error)
+
+    def _fail(self, code: int, reason: str) -> None:
+        if self.core.is_closed or self.core.failure is not None:
+            return
+        self.core.fail(code, reason)
+        self._queue(self.core.data_to_send())
+        self._on_failure()
+        self._arm_close_deadline()
+
+    def _set_ends(self, recv_end: BaseException, send_error: BaseException) -> None:
+        if self._recv_end is None or isinstance(self._recv_end, trio.EndOfChannel):
+            self._recv_end = recv_end
+        if self._send_error is None or not isinstance(self._send_error, WebSocketError):
+            self._send_error = send_error
+        self._recv_lot.unpark_all()
+        self._send_lot.unpark_all()
+
+    # -- flusher ---------------------------------------------------------
+
+    def _queue(self, data: list[bytes]) -> int:
+        """Append frames to the outbox and wake the flusher; returns the byte count."""
+        n = 0
+        outbox = self._outbox
+        for chunk in data:
+            if chunk:
+                outbox.append(chunk)
+                n += len(chunk)
+            else:
+                self._end_stream = True
+        self._out_bytes += n
+        if self._flush_lot:
+            self._flush_lot.unpark()
+        return n
+
+    def _drop_pending_output(self) -> None:
+        dropped = sum(len(chunk) for chunk in self._outbox)
+        self._outbox = []
+        self._out_bytes -= dropped
+        self._ctrl_pending = 0
+
+    async def _flusher(self) -> None:
+        stream = self.stream
+        assert stream is not None
+        lot = self._flush_lot
+        while True:
+            while not self._outbox:
+                if self._end_stream:
+                    await self._end_the_stream()
+                    return
+                if self._reader_done or self._write_broken:
+                    return
+                await lot.park()
+            batch = self._outbox
+            self._outbox = []
+            data = batch[0] if len(batch) == 1 else b"".join(batch)
+            self._ctrl_inflight = self._ctrl_pending
+            self._ctrl_pending = 0
+            self._writing = True
+            try:
+                await stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                self._writing = False
+                self._write_broken = True
+                _log.debug("connection %s: write failed: %r", self.id, exc)
+                # The peer is gone: nothing more can be said to it.
+                self._scope.cancel()
+                return
+            self._writing = False
+            self._out_bytes -= len(data)
+            self.bytes_sent += len(data)
+            self._ctrl_inflight = 0
+            if self._send_lot:
+                self._send_lot.unpark_all()
+
+    async def _end_the_stream(self) -> None:
+        stream = self.stream
+        if isinstance(stream, trio.abc.HalfCloseableStream):
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await stream.send_eof()
+        elif not self._reader_done:
+            # No half-close (TLS): the only way to end our side is to close
+            # the stream, which the peer is waiting for.
+            self._scope.cancel()
+
+    # -- keepalive -------------------------------------------------------
+
+    async def _keepalive(self, scope: trio.CancelScope) -> None:
+        interval = self.options.ping_interval
+        timeout = self.options.ping_timeout
+        assert interval is not None
+        with trio.CancelScope() as self._keepalive_scope:
+            while self.core.is_open:
+                await trio.sleep(interval)
+                if not self.core.is_open:
+                    return
+                epoch = self._pause_epoch
+                with trio.move_on_after(math.inf if timeout is None else timeout) as wait:
+                    try:
+                        await self.ping()
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        return
+                if wait.cancelled_caught:
+                    if self._paused or epoch != self._pause_epoch:
+                        # Our own backpressure may hold the pong unread.
+                        continue
+                    self._fail(1011, "keepalive ping timeout")
+                    return
+
+    # ------------------------------------------------------------------
+    # Used by the streams
+
+    async def send(self, message: str | bytes | bytearray | memoryview) -> None:
+        """Queue one message; see :meth:`Writable.send`."""
+        if isinstance(message, str):
+            text = True
+        elif isinstance(message, (bytes, bytearray, memoryview)):
+            text = False
+        else:
+            raise TypeError(
+                f"a message must be str or a bytes-like object, not {type(message).__name__}"
+            )
+        await checkpoint_if_cancelled()
+        while self._out_bytes > self._write_limit and self._send_error is None:
+            await self._send_lot.park()
+        if self._send_error is not None:
+            raise self._send_error.with_traceback(None)
+        if not self.core.is_open:
+            raise trio.ClosedResourceError("the connection is not open")
+        if text:
+            self.core.send_text(message)  # type: ignore[arg-type]
+        else:
+            self.core.send_binary(message)  # type: ignore[arg-type]
+        self.messages_sent += 1
+        self._queue(self.core.data_to_send())
+        await cancel_shielded_checkpoint()
+
+    async def receive(self) -> str | bytes:
+        """Take the next message; see :meth:`Readable.receive`."""
+        await checkpoint_if_cancelled()
+        inbox = self._inbox
+        while not inbox:
+            if self._recv_end is not None and (
+                self._finished or not isinstance(self._recv_end, trio.EndOfChannel)
+                or self.core.close_received is not None
+            ):
+                raise self._recv_end.with_traceback(None)
+            await self._recv_lot.park()
+        message = inbox.popleft()
+        self._inbox_bytes -= len(message)
+        if self._resume_lot and self._inbox_bytes <= self._resume_at:
+            self._resume_lot.unpark_all()
+        await cancel_shielded_checkpoint()
+        return message
+
+    def receive_nowait_batch(self) -> list[str | bytes]:
+        """Take every buffered message at once (may be empty)."""
+        batch = list(self._inbox)
+        self._inbox.clear()
+        self._inbox_bytes = 0
+        if self._resume_lot:
+            self._resume_lot.unpark_all()
+        return batch
+
+    def stop_reading(self) -> None:
+        """The user will read no more: drop buffered and future messages."""
+        self._discard = True
+        self._inbox.clear()
+        self._inbox_bytes = 0
+        self._recv_end = trio.ClosedResourceError("the readable was closed")
+        self._recv_lot.unpark_all()
+        self._resume_lot.unpark_all()
+
+    def discard_incoming(self) -> None:
+        """Drop messages from now on without closing the readable."""
+        self._discard = True
+        self._inbox.clear()
+        self._inbox_bytes = 0
+        self._resume_lot.unpark_all()
+
+    def close(self, code: int | None, reason: str) -> None:
+        """Start the closing handshake (arguments already validated).
+
+        Before the handshake finished, abandons it: ``opened`` and ``closed``
+        raise a :class:`WebSocketError` with code 1006.
+        """
+        if self._finished:
+            return
+        if self._send_error is None:
+            self._send_error = trio.ClosedResourceError("this side closed the connection")
+            self._send_lot.unpark_all()
+        if not self.opened.settled:
+            self.abort(WebSocketError._build(
+                "the connection was closed before the opening handshake finished", 1006
+            ))
+            return
+        core = self.core
+        if core.is_open:
+            if not self._close_seen:
+                self._close_initiated = True
+            core.send_close(code, reason)
+            self._queue(core.data_to_send())
+        self._arm_close_deadline()
+
+    def abort(self, exc: WebSocketError) -> None:
+        """Stop at once: close the stream; ``opened`` (if pending) and
+        ``closed`` raise ``exc``."""
+        if self._finished:
+            return
+        if self._abort_exc is None and not self.opened.settled:
+            self._abort_exc = exc
+        self._scope.cancel()
+
+    def close_forcefully(self, code: int, reason: str) -> None:
+        """Queue a Close if possible, then stop at once (cancellation path)."""
+        if self._finished:
+            return
+        self.discard_incoming()
+        if self.opened.settled and self.core.is_open:
+            self._close_initiated = True
+            self.core.send_close(code, reason)
+            self._queue(self.core.data_to_send())
+        self._forceful = True
+        self._scope.cancel()
+
+    def _arm_close_deadline(self) -> None:
+        timeout = self.options.close_timeout
+        deadline = _deadline_after(timeout)
+        if deadline < self._scope.deadline:
+            self._scope.deadline = deadline
+
+    async def ping(self, payload: bytes = b"") -> float:
+        """Send a Ping and wait for its Pong; returns the round trip in seconds."""
+        if not isinstance(payload, (bytes, bytearray, memoryview)):
+            raise TypeError("payload must be bytes-like")
+        payload = bytes(payload)
+        if len(payload) > 125:
+            raise ValueError("a ping payload is at most 125 bytes")
+        if self._send_error is not None:
+            raise self._send_error.with_traceback(None)
+        if not self.core.is_open:
+            raise trio.ClosedResourceError("the connection is not open")
+        if not payload:
+            payload = os.urandom(4)
+            while payload in self._pings:
+                payload = os.urandom(4)
+        elif payload in self._pings:
+            raise ValueError("a ping with this payload is already waiting for its pong")
+        ping = _Ping(trio.current_time())
+        self._pings[payload] = ping
+        self.core.send_ping(payload)
+        self.pings_sent += 1
+        self._queue(self.core.data_to_send())
+        try:
+            await ping.event.wait()
+        finally:
+            self._pings.pop(payload, None)
+        if ping.rtt is None:  # the connection ended first
+            error = self._send_error or trio.ClosedResourceError("the connection is closed")
+            raise error.with_traceback(None)
+        return ping.rtt
+
+    def _on_pongs(self, pongs: list[bytes]) -> None:
+        now = trio.current_time()
+        for pong in pongs:
+            self.pongs_received += 1
+            if pong not in self._pings:
+                continue  # unsolicited (5.5.3)
+            # A pong answers its ping and every earlier one.
+            for payload in list(self._pings):
+                ping = self._pings.pop(payload)
+                ping.rtt = now - ping.sent_at
+                ping.event.set()
+                if payload == pong:
+                    self.latency = ping.rtt
+                    break
+
+    # ------------------------------------------------------------------
+    # The end
+
+    async def _finish(self) -> None:
+        """Close the stream and settle everything; runs shielded."""
+        if self._forceful and self._outbox and not self._writing \
+                and not self._write_broken and self.stream is not None:
+            with trio.move_on_after(FORCEFUL_CLOSE_GRACE), contextlib.suppress(
+                trio.BrokenResourceError, trio.ClosedResourceError
+            ):
+                await self.stream.send_all(b"".join(self._outbox))
+        if self.stream is not None:
+            await trio.aclose_forcefully(self.stream)
+        self._finished = True
+        core = self.core
+        outcome: CloseInfo | WebSocketError
+        if self._abort_exc is not None:
+            outcome = self._abort_exc
+        elif not self.opened.settled:
+            outcome = WebSocketError._build("the connection closed during the handshake", 1006)
+        else:
+            failure = core.protocol_failure
+            received = core.close_received
+            if failure is not None:
+                outcome = self.error or WebSocketError._build(
+                    f"the connection failed: {failure[1] or failure[0]}", *failure
+                )
+            elif self._unclean is not None:
+                outcome = self._unclean
+            elif received is not None and core.close_sent is not None:
+                outcome = CloseInfo(*received)
+            else:
+                outcome = WebSocketError._build(
+                    "the connection closed without a closing handshake", 1006
+                )
+        if isinstance(outcome, CloseInfo):
+            self.closed.resolve(outcome)
+            self._set_ends_clean()
+        else:
+            self.error = outcome
+            self.opened.reject(outcome)
+            self.closed.reject(outcome)
+            self._set_ends(outcome, outcome)
+        self._outbox = []
+        self._out_bytes = 0
+        for ping in self._pings.values():
+            ping.event.set()
+        self._recv_lot.unpark_all()
+        self._send_lot.unpark_all()
+        self._resume_lot.unpark_all()
+        self._flush_lot.unpark_all()
+
+    def _set_ends_clean(self) -> None:
+        if self._recv_end is None:
+            self._recv_end = trio.EndOfChannel()
+        if self._send_error is None:
+            self._send_error = trio.ClosedResourceError("the connection is closed")
+
+    async def closed_event(self) -> None:
+        """Wait until ``closed`` settled, whatever the outcome."""
+        await self.closed._event.wait()
+
+    def statistics(self) -> Statistics:
+        return Statistics(
+            messages_sent=self.messages_sent,
+            messages_received=self.messages_received,
+            bytes_sent=self.bytes_sent,
+            bytes_received=self.bytes_received,
+            buffered_in=self._inbox_bytes,
+            buffered_out=self._out_bytes,
+            pings_sent=self.pings_sent,
+            pongs_received=self.pongs_received,
+            latency=self.latency,
+        )

@@ -1,0 +1,411 @@
+"""The adapter around websockets' Sans-I/O protocol: the framing core.
+
+This is the only module (with nothing else importing ``websockets``) that
+knows the framing core's types; the rest of wsstream speaks its own. It does
+no I/O and knows nothing of trio, so it is tested by feeding it bytes.
+
+What it adds to the core, which yields frames: reassembly of fragmented
+messages, incremental UTF-8 decoding of text (invalid UTF-8 fails the
+connection with 1007 as soon as the bad byte arrives, even mid-message),
+and the handshake glue (our :class:`~wsstream.Request` and
+:class:`~wsstream.Response` in, the core's types out). Sizes are bounded by
+the core's ``max_size`` (message and decompressed size); fragments are not
+counted, only bytes, so a message may come in any number of fragments.
+
+Flow, for the engine::
+
+    core.receive_data(chunk)        # or receive_eof()
+    core.take_messages()            # complete str / bytes messages, in order
+    core.data_to_send()             # bytes to write; b"" means: end the stream
+"""
+
+from __future__ import annotations
+
+import codecs
+import http
+import logging
+from collections.abc import Callable, Sequence
+
+from websockets.client import ClientProtocol
+from websockets.datastructures import Headers as CoreHeaders
+from websockets.extensions.permessage_deflate import (
+    ClientPerMessageDeflateFactory,
+    ServerPerMessageDeflateFactory,
+)
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request as CoreRequest
+from websockets.http11 import Response as CoreResponse
+from websockets.protocol import Protocol, State
+from websockets.server import ServerProtocol
+from websockets.uri import WebSocketURI
+
+from ._http import Headers, Request, Response
+from ._url import WebSocketURL
+
+__all__ = ["Core", "HandshakeFailure", "COMPRESSION_CHOICES"]
+
+COMPRESSION_CHOICES = ("deflate", None)
+
+_TEXT, _BINARY, _CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
+_PING, _PONG, _CLOSE = Opcode.PING, Opcode.PONG, Opcode.CLOSE
+_OPEN, _CLOSED, _CONNECTING = State.OPEN, State.CLOSED, State.CONNECTING
+
+_log = logging.getLogger("wsstream.protocol")
+
+# permessage-deflate settings (RFC 7692 7.1): a 4 KiB window and memLevel 5
+# keep a connection's zlib state near 64 KiB instead of 300 KiB, at a small
+# cost in ratio; the same trade-off websockets makes.
+_WINDOW_BITS = 12
+_COMPRESS_SETTINGS = {"memLevel": 5}
+
+
+class HandshakeFailure(Exception):
+    """The opening handshake failed; carries what the peer answered."""
+
+    def __init__(
+        self, message: str, status: int | None = None,
+        headers: Headers | None = None, body: bytes = b"",
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+
+class Core:
+    """One connection's framing state: handshake, frames, messages."""
+
+    __slots__ = (
+        "_binary",
+        "_decoder",
+        "_parts",
+        "_select",
+        "_text",
+        "extensions",
+        "failure",
+        "messages",
+        "pings_received",
+        "pongs",
+        "protocol",
+        "request",
+        "response",
+    )
+
+    def __init__(self, protocol: Protocol) -> None:
+        self.protocol = protocol
+        self.messages: list[str | bytes] = []
+        self.pongs: list[bytes] = []
+        self.pings_received = 0
+        # (code, reason) when this side failed the connection (7.1.7).
+        self.failure: tuple[int, str] | None = None
+        # Reassembly of a fragmented message.
+        self._text: bool | None = None  # None: no message in progress
+        self._decoder: codecs.IncrementalDecoder | None = None
+        self._parts: list[str] = []
+        self._binary = bytearray()
+        self._select: Callable[[Sequence[str]], str | None] | None = None
+        self.request: Request | None = None  # server: the client's request
+        self.response: CoreResponse | None = None  # client: the server's answer
+        # The negotiated Sec-WebSocket-Extensions value, "" when none.
+        self.extensions = ""
+
+    # -- construction ----------------------------------------------------
+
+    @classmethod
+    def client(
+        cls,
+        url: WebSocketURL,
+        *,
+        subprotocols: Sequence[str],
+        compression: str | None,
+        max_message_size: int | None,
+        origin: str | None,
+        headers: Headers,
+        user_agent: str | None,
+    ) -> Core:
+        """A client core that has already queued its handshake request."""
+        path, _, query = url.resource.partition("?")
+        uri = WebSocketURI(
+            url.secure, url.host, url.port, path, query,
+            *(url.user_info or (None, None)),
+        )
+        extensions = (
+            [ClientPerMessageDeflateFactory(
+                client_max_window_bits=True, compress_settings=_COMPRESS_SETTINGS
+            )]
+            if compression == "deflate" else None
+        )
+        protocol = ClientProtocol(
+            uri,
+            origin=origin,  # type: ignore[arg-type]
+            extensions=extensions,
+            subprotocols=list(subprotocols) or None,  # type: ignore[arg-type]
+            max_size=max_message_size,
+            logger=_log,
+        )
+        core = cls(protocol)
+        request = protocol.connect()
+        if user_agent is not None:
+            request.headers["User-Agent"] = user_agent
+        for name, value in headers.raw_items():
+            request.headers[name] = value
+        protocol.send_request(request)
+        return core
+
+    @classmethod
+    def server(
+        cls,
+        *,
+        compression: str | None,
+        max_message_size: int | None,
+        origins: Sequence[str | None] | None,
+    ) -> Core:
+        """A server core waiting for the client's request."""
+        extensions = (
+            [ServerPerMessageDeflateFactory(
+                server_max_window_bits=_WINDOW_BITS,
+                client_max_window_bits=_WINDOW_BITS,
+                compress_settings=_COMPRESS_SETTINGS,
+            )]
+            if compression == "deflate" else None
+        )
+        core_holder: list[Core] = []
+
+        def select_subprotocol(_: ServerProtocol, offered: Sequence[str]) -> str | None:
+            select = core_holder[0]._select
+            return None if select is None else select(list(offered))
+
+        protocol = ServerProtocol(
+            origins=list(origins) if origins is not None else None,  # type: ignore[arg-type]
+            extensions=extensions,
+            select_subprotocol=select_subprotocol,  # type: ignore[arg-type]
+            max_size=max_message_size,
+            logger=_log,
+        )
+        core = cls(protocol)
+        core_holder.append(core)
+        return core
+
+    # -- state -----------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        return self.protocol.state
+
+    @property
+    def is_connecting(self) -> bool:
+        return self.protocol.state is _CONNECTING
+
+    @property
+    def is_open(self) -> bool:
+        return self.protocol.state is _OPEN
+
+    @property
+    def is_closed(self) -> bool:
+        return self.protocol.state is _CLOSED
+
+    @property
+    def close_received(self) -> tuple[int, str] | None:
+        """The peer's Close frame as (code, reason); 1005 for an empty one."""
+        rcvd = self.protocol.close_rcvd
+        return None if rcvd is None else (int(rcvd.code), rcvd.reason)
+
+    @property
+    def close_sent(self) -> tuple[int, str] | None:
+        """Our Close frame as (code, reason); 1005 for an empty one."""
+        sent = self.protocol.close_sent
+        return None if sent is None else (int(sent.code), sent.reason)
+
+    @property
+    def subprotocol(self) -> str:
+        return self.protocol.subprotocol or ""
+
+    # -- handshake -------------------------------------------------------
+
+    def handshake_event(self) -> bool:
+        """Process handshake events; True once the request/response is in.
+
+        Client: raises :class:`HandshakeFailure` if the response is bad.
+        """
+        protocol = self.protocol
+        for event in protocol.events_received():
+            if isinstance(event, CoreRequest):
+                self.request = Request(event.path, Headers(event.headers.raw_items()))
+            elif isinstance(event, CoreResponse):
+                self.response = event
+                self.extensions = ", ".join(
+                    event.headers.get_all("Sec-WebSocket-Extensions")
+                )
+            else:  # frames pipelined right behind the 101 response
+                self._on_frame(event)
+        if isinstance(protocol, ClientProtocol):
+            if protocol.handshake_exc is not None:
+                resp = self.response
+                if resp is not None:
+                    raise HandshakeFailure(
+                        f"the server rejected the handshake: {protocol.handshake_exc}",
+                        resp.status_code, Headers(resp.headers.raw_items()), bytes(resp.body),
+                    )
+                raise HandshakeFailure(f"invalid handshake response: {protocol.handshake_exc}")
+            return self.response is not None
+        if protocol.handshake_exc is not None and self.request is None:
+            # The core already queued a 4xx (or nothing, for garbage).
+            raise HandshakeFailure(f"invalid handshake request: {protocol.handshake_exc}")
+        return self.request is not None
+
+    def accept(
+        self,
+        select: Callable[[Sequence[str]], str | None],
+        extra_headers: Headers,
+    ) -> bool:
+        """Server: answer the request with 101, or with an error the core chose.
+
+        Returns True if the connection is open.
+        """
+        assert isinstance(self.protocol, ServerProtocol) and self.request is not None
+        self._select = select
+        request = CoreRequest(self.request.path, CoreHeaders(self.request.headers.raw_items()))
+        response = self.protocol.accept(request)
+        for name, value in extra_headers.raw_items():
+            response.headers[name] = value
+        if response.status_code == 101:
+            self.extensions = response.headers.get("Sec-WebSocket-Extensions", "")
+        self.protocol.send_response(response)
+        return response.status_code == 101
+
+    def reject(self, response: Response) -> None:
+        """Server: answer the request with the user's HTTP response."""
+        assert isinstance(self.protocol, ServerProtocol)
+        headers = CoreHeaders(response.headers.raw_items())
+        if "Content-Length" not in headers:
+            headers["Content-Length"] = str(len(response.body))
+        if "Connection" not in headers:
+            headers["Connection"] = "close"
+        try:
+            phrase = http.HTTPStatus(response.status).phrase
+        except ValueError:
+            phrase = "Unknown"
+        self.protocol.send_response(CoreResponse(response.status, phrase, headers, response.body))
+
+    # -- receiving -------------------------------------------------------
+
+    def receive_data(self, data: bytes | bytearray) -> None:
+        """Feed bytes from the network; then take messages and data to send."""
+        protocol = self.protocol
+        protocol.receive_data(data)
+        on_frame = self._on_frame
+        for frame in protocol.events_received():
+            on_frame(frame)  # type: ignore[arg-type]
+            if self.failure is not None:
+                break
+
+    def receive_eof(self) -> None:
+        """The peer ended the stream (or it broke)."""
+        self.protocol.receive_eof()
+        self.protocol.events_received()
+
+    def _on_frame(self, frame: Frame) -> None:
+        opcode = frame.opcode
+        if opcode is _TEXT:
+            if frame.fin:
+                try:
+                    self.messages.append(frame.data.decode())  # type: ignore[union-attr]
+                except UnicodeDecodeError as exc:
+                    self._invalid_utf8(exc)
+            else:
+                self._text = True
+                self._decoder = codecs.getincrementaldecoder("utf-8")()
+                self._parts = []
+                self._feed_text(frame.data, False)
+        elif opcode is _BINARY:
+            if frame.fin:
+                self.messages.append(frame.data)  # type: ignore[arg-type]
+            else:
+                self._text = False
+                self._binary = bytearray(frame.data)
+        elif opcode is _CONT:
+            if self._text:
+                self._feed_text(frame.data, frame.fin)
+            else:
+                self._binary += frame.data
+                if frame.fin:
+                    self.messages.append(bytes(self._binary))
+                    self._binary = bytearray()
+            if frame.fin:
+                self._text = None
+        elif opcode is _PONG:
+            self.pongs.append(bytes(frame.data))
+        elif opcode is _PING:
+            self.pings_received += 1
+        # Close: the core recorded it and queued the reply.
+
+    def _feed_text(self, data: bytes | bytearray | memoryview, fin: bool) -> None:
+        assert self._decoder is not None
+        try:
+            piece = self._decoder.decode(data, fin)
+        except UnicodeDecodeError as exc:
+            self._invalid_utf8(exc)
+            return
+        if piece:
+            self._parts.append(piece)
+        if fin:
+            self.messages.append("".join(self._parts))
+            self._parts = []
+            self._decoder = None
+
+    def _invalid_utf8(self, exc: UnicodeDecodeError) -> None:
+        self.fail(1007, "invalid UTF-8 in a text message")
+
+    def take_messages(self) -> list[str | bytes]:
+        """The complete messages received since the last call, in order."""
+        messages = self.messages
+        if messages:
+            self.messages = []
+        return messages
+
+    def take_pongs(self) -> list[bytes]:
+        pongs = self.pongs
+        if pongs:
+            self.pongs = []
+        return pongs
+
+    # -- sending ---------------------------------------------------------
+
+    def send_text(self, text: str) -> None:
+        self.protocol.send_text(text.encode())
+
+    def send_binary(self, data: bytes | bytearray | memoryview) -> None:
+        self.protocol.send_binary(data)
+
+    def send_close(self, code: int | None, reason: str) -> None:
+        """Start the closing handshake; ``None`` sends a Close without body."""
+        self.protocol.send_close(code, reason)
+
+    def send_ping(self, payload: bytes) -> None:
+        self.protocol.send_ping(payload)
+
+    def fail(self, code: int, reason: str) -> None:
+        """Fail the connection (RFC 6455 7.1.7): send Close(code) if open, stop parsing."""
+        if self.failure is None:
+            self.failure = (code, reason)
+        if self.protocol.state is not _CLOSED:
+            self.protocol.fail(code, reason)
+
+    def data_to_send(self) -> list[bytes]:
+        """Bytes to write, in order; ``b""`` asks to end the stream after them."""
+        return self.protocol.data_to_send()
+
+    @property
+    def protocol_failure(self) -> tuple[int, str] | None:
+        """(code, reason) when the core or this side failed the connection."""
+        if self.failure is not None:
+            return self.failure
+        if self.protocol.parser_exc is not None and not isinstance(
+            self.protocol.parser_exc, EOFError
+        ):
+            sent = self.protocol.close_sent
+            if sent is not None:
+                return int(sent.code), sent.reason
+            return 1006, ""
+        return None
+

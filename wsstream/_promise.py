@@ -1,0 +1,83 @@
+"""A settle-once awaitable, the Python form of a JavaScript promise.
+
+``opened`` and ``closed`` are :class:`Promise` objects: any number of tasks
+may await one, before or after it settles, any number of times. Once settled
+it gives the same value, or raises the same exception object, every time; the
+traceback is reset before each raise so that it does not grow with every
+await.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any, Generic, TypeVar
+
+import trio
+
+T = TypeVar("T")
+
+__all__ = ["Promise"]
+
+
+class Promise(Generic[T]):
+    """A value that becomes available once; await it to get it.
+
+    Awaiting is a trio checkpoint. Cancelling a task that awaits a promise
+    only stops that task's wait; the promise itself is unaffected.
+    """
+
+    __slots__ = ("_event", "_exc", "_value")
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+        self._value: T | None = None
+        self._exc: BaseException | None = None
+
+    @property
+    def settled(self) -> bool:
+        """Whether the promise has a value or an exception."""
+        return self._event.is_set()
+
+    def resolve(self, value: T) -> None:
+        """Settle with ``value``; does nothing if already settled."""
+        if not self._event.is_set():
+            self._value = value
+            self._event.set()
+
+    def reject(self, exc: BaseException) -> None:
+        """Settle with ``exc``; does nothing if already settled."""
+        if not self._event.is_set():
+            self._exc = exc
+            self._event.set()
+
+    def result(self) -> T:
+        """The value without waiting; raises the exception if rejected.
+
+        Raises :class:`RuntimeError` if the promise has not settled yet.
+        """
+        if not self._event.is_set():
+            raise RuntimeError("the promise has not settled yet")
+        if self._exc is not None:
+            raise self._exc.with_traceback(None)
+        return self._value  # type: ignore[return-value]
+
+    def exception(self) -> BaseException | None:
+        """The exception it was rejected with, or ``None``; does not wait."""
+        return self._exc
+
+    async def wait(self) -> T:
+        """Wait until settled, then return the value or raise the exception."""
+        await self._event.wait()
+        return self.result()
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return self.wait().__await__()
+
+    def __repr__(self) -> str:
+        if not self._event.is_set():
+            state = "pending"
+        elif self._exc is not None:
+            state = f"rejected with {self._exc!r}"
+        else:
+            state = f"resolved with {self._value!r}"
+        return f"<Promise {state}>"

@@ -1,0 +1,267 @@
+"""The server side: ``serve`` for TCP (and TLS), ``serve_stream`` for one stream."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import ssl
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, NoReturn
+
+import attrs
+import trio
+
+from ._connection import Connection, Options, ServerHooks
+from ._core import Core
+from ._http import Headers, HeadersLike, Request, Response
+from ._stream import WebSocketStream
+from ._version import __version__
+
+__all__ = ["serve", "serve_stream", "Handler"]
+
+_log = logging.getLogger("wsstream.server")
+
+Handler = Callable[[WebSocketStream], Awaitable[None]]
+ProcessRequest = Callable[[Request], "Awaitable[Response | None] | Response | None"]
+SelectSubprotocol = Callable[[Request, Sequence[str]], "str | None"]
+
+DEFAULT_SERVER_HEADER = f"wsstream/{__version__}"
+
+
+@attrs.frozen
+class _Config:
+    handler: Handler
+    options: Options
+    hooks: ServerHooks
+    origins: Sequence[str | None] | None
+    secure: bool
+
+
+def _config(
+    handler: Handler,
+    *,
+    subprotocols: Sequence[str],
+    select_subprotocol: SelectSubprotocol | None,
+    process_request: ProcessRequest | None,
+    origins: Sequence[str | None] | None,
+    response_headers: HeadersLike | None,
+    server_header: str | None,
+    secure: bool,
+    options: Options,
+) -> _Config:
+    if not callable(handler):
+        raise TypeError("handler must be an async function taking a WebSocketStream")
+    if isinstance(subprotocols, str):
+        raise TypeError("subprotocols must be a sequence of str, not a str")
+    supported = list(subprotocols)
+
+    def first_supported(request: Request, offered: Sequence[str]) -> str | None:
+        # The first of the client's offers that we support (the client
+        # lists its preference first).
+        for name in offered:
+            if name in supported:
+                return name
+        return None
+
+    select = first_supported if select_subprotocol is None else select_subprotocol
+
+    async def process(request: Request) -> Response | None:
+        if process_request is None:
+            return None
+        result = process_request(request)
+        if inspect.isawaitable(result):
+            result = await result
+        if result is not None and not isinstance(result, Response):
+            raise TypeError("process_request must return a wsstream.Response or None")
+        return result
+
+    headers = list(Headers(response_headers).raw_items())
+    if server_header is not None:
+        headers.append(("Server", server_header))
+    return _Config(
+        handler=handler,
+        options=options,
+        hooks=ServerHooks(
+            select_subprotocol=select, process_request=process, response_headers=Headers(headers)
+        ),
+        origins=None if origins is None else list(origins),
+        secure=secure,
+    )
+
+
+async def _serve_connection(config: _Config, stream: trio.abc.Stream,
+                            on_connection: Callable[[Connection], None] | None = None) -> None:
+    """Handshake, run the handler, close: one connection, start to end."""
+    options = config.options
+    core = Core.server(
+        compression=options.compression,
+        max_message_size=options.max_message_size,
+        origins=config.origins,
+    )
+    conn = Connection(core, options, stream=stream, server=config.hooks)
+    if on_connection is not None:
+        on_connection(conn)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(conn.run)
+        try:
+            await conn.opened
+        except trio.BrokenResourceError as exc:
+            _log.debug("connection %s: handshake failed: %s", conn.id, exc)
+            return
+        request = core.request
+        assert request is not None
+        host = request.headers.get("Host", "localhost")
+        scheme = "wss" if config.secure else "ws"
+        try:
+            wss = WebSocketStream._accepted(conn, f"{scheme}://{host}{request.path}", request)
+        except ValueError:
+            wss = WebSocketStream._accepted(conn, f"{scheme}://localhost{request.path}", request)
+        code = 1000
+        try:
+            await config.handler(wss)
+        except Exception:
+            _log.exception("connection %s: the handler raised; closing with 1011", conn.id)
+            code = 1011
+        except BaseException:
+            conn.close_forcefully(1001, "")
+            raise
+        conn.discard_incoming()
+        conn.close(code, "")
+
+
+class _Server:
+    """The live connections of one ``serve`` call, for graceful shutdown."""
+
+    def __init__(self, config: _Config) -> None:
+        self.config = config
+        self.connections: dict[trio.CancelScope, Connection | None] = {}
+        self.shutting_down = False
+
+    async def handle(self, stream: trio.abc.Stream) -> None:
+        # Each connection runs shielded from the cancellation of `serve`, so
+        # that shutdown can close it with 1001 instead of cutting it.
+        with trio.CancelScope(shield=True) as scope:
+            self.connections[scope] = None
+
+            def register(conn: Connection) -> None:
+                self.connections[scope] = conn
+                if self.shutting_down:
+                    self._shut(scope, conn)
+
+            try:
+                await _serve_connection(self.config, stream, register)
+            except Exception:  # a bug of ours must not take the server down
+                _log.exception("unexpected error in a connection")
+            finally:
+                del self.connections[scope]
+
+    def _shut(self, scope: trio.CancelScope, conn: Connection | None) -> None:
+        timeout = self.config.options.close_timeout
+        deadline = trio.current_time() + (timeout if timeout is not None else 10.0)
+        scope.deadline = min(scope.deadline, deadline)
+        if conn is not None:
+            conn.discard_incoming()
+            conn.close(1001, "")
+
+    def shutdown(self) -> None:
+        """Close every connection with 1001, each bounded by close_timeout."""
+        self.shutting_down = True
+        for scope, conn in list(self.connections.items()):
+            self._shut(scope, conn)
+
+
+async def serve(
+    handler: Handler,
+    host: str | bytes | None,
+    port: int,
+    *,
+    task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+    ssl_context: ssl.SSLContext | None = None,
+    subprotocols: Sequence[str] = (),
+    select_subprotocol: SelectSubprotocol | None = None,
+    process_request: ProcessRequest | None = None,
+    origins: Sequence[str | None] | None = None,
+    response_headers: HeadersLike | None = None,
+    server_header: str | None = DEFAULT_SERVER_HEADER,
+    backlog: int | None = None,
+    **options: Any,
+) -> NoReturn:
+    """Serve WebSocket connections on ``host``:``port`` until cancelled.
+
+    Each connection's handler gets an open :class:`WebSocketStream`. When the
+    handler returns the connection is closed with 1000; when it raises, with
+    1011 and the exception is logged on the ``wsstream.server`` logger. Failed
+    handshakes (not a WebSocket request, rejected by ``process_request``,
+    a forbidden origin) are answered with an HTTP error and never reach the
+    handler.
+
+    With ``await nursery.start(serve, ...)`` it returns the list of
+    :class:`trio.SocketListener` it listens on (port 0 picks a free port).
+    Cancelling it stops accepting, closes every open connection with 1001
+    and waits for each at most ``close_timeout`` before cutting it.
+
+    ``subprotocols``: the server picks the first of the client's offers that
+    it supports, else none; ``select_subprotocol(request, offered)`` replaces
+    that rule. ``process_request(request)``, sync or async, may return a
+    :class:`Response` to reject the handshake with it. ``origins``: allowed
+    ``Origin`` values (``None`` in the list allows requests without one);
+    others get 403. ``response_headers``: extra headers on the 101 response;
+    ``server_header``: the ``Server`` header, ``None`` to omit it.
+    ``ssl_context`` serves TLS. Other keyword arguments are the connection
+    options of :class:`WebSocketStream` (timeouts, limits, compression,
+    keepalive).
+    """
+    config = _config(
+        handler, subprotocols=subprotocols, select_subprotocol=select_subprotocol,
+        process_request=process_request, origins=origins, response_headers=response_headers,
+        server_header=server_header, secure=ssl_context is not None, options=Options(**options),
+    )
+    listeners: list[Any] = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
+    if ssl_context is not None:
+        listeners = [
+            trio.SSLListener(listener, ssl_context, https_compatible=True)
+            for listener in listeners
+        ]
+    server = _Server(config)
+    async with trio.open_nursery() as connections:
+        try:
+            await trio.serve_listeners(
+                server.handle, listeners, handler_nursery=connections,
+                task_status=task_status,
+            )
+        finally:
+            server.shutdown()
+    raise AssertionError("serve_listeners returned")  # pragma: no cover
+
+
+async def serve_stream(
+    handler: Handler,
+    stream: trio.abc.Stream,
+    *,
+    subprotocols: Sequence[str] = (),
+    select_subprotocol: SelectSubprotocol | None = None,
+    process_request: ProcessRequest | None = None,
+    origins: Sequence[str | None] | None = None,
+    response_headers: HeadersLike | None = None,
+    server_header: str | None = DEFAULT_SERVER_HEADER,
+    secure: bool = False,
+    **options: Any,
+) -> None:
+    """Serve one connection on an already accepted stream; returns when it closed.
+
+    Same handshake options and handler rules as :func:`serve` (``secure``
+    says whether the stream is TLS, for ``wss.url``). The stream is closed
+    on return. Handler exceptions are logged, not raised; cancellation closes
+    the connection forcefully and propagates.
+    """
+    config = _config(
+        handler, subprotocols=subprotocols, select_subprotocol=select_subprotocol,
+        process_request=process_request, origins=origins, response_headers=response_headers,
+        server_header=server_header, secure=secure, options=Options(**options),
+    )
+    try:
+        await _serve_connection(config, stream)
+    except BaseExceptionGroup as group:
+        from ._stream import _collapse
+
+        raise _collapse(group) from None

@@ -1,0 +1,320 @@
+"""WebSocketStream: the browser's API, one object per connection."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+import trio
+
+from ._channels import OpenInfo
+from ._connection import CloseInfo, Connection, Options, Statistics
+from ._core import Core
+from ._errors import AbortError, InvalidStateError, check_close_args
+from ._http import Headers, HeadersLike, Request
+from ._promise import Promise
+from ._url import WebSocketURL, check_protocols, parse_url
+from ._version import __version__
+
+__all__ = ["WebSocketStream", "DEFAULT_USER_AGENT"]
+
+DEFAULT_USER_AGENT = f"wsstream/{__version__} (Python; trio)"
+
+
+class _Unset:
+    pass
+
+
+_UNSET: Any = _Unset()
+
+
+def _collapse(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one exception that matters in a group from our own nursery."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    others = [e for e in leaves if not isinstance(e, trio.Cancelled)]
+    if not others:
+        return leaves[0]
+    if len(others) == 1:
+        return others[0]
+    return group
+
+
+class WebSocketStream:
+    """A WebSocket connection with the browser's WebSocketStream API.
+
+    As a client, construct it with a URL and use it as ``async with``::
+
+        async with WebSocketStream("ws://127.0.0.1:8765/", protocols=["v1"]) as wss:
+            readable, writable, extensions, protocol = await wss.opened
+            await writable.send("hello")
+            print(await readable.receive())
+
+    Construction validates everything and does no I/O. Entering the block
+    starts the connection in a nursery owned by the block and returns at
+    once; ``opened`` settles when the handshake is done. Leaving the block
+    closes the connection if it is still open (code 1000 when the body
+    finished, 1011 when it raised, at most ``close_timeout``), discarding
+    unread messages; the connection's own errors are reported through
+    ``opened``, ``closed``, the readable and the writable, never raised by the
+    block. Leaving because of a cancellation closes forcefully: the Close
+    frame (1001) goes out if it can at once, then the socket is closed.
+
+    A server's handler receives one already open (``request`` and
+    ``remote_address`` tell who connected).
+
+    Options and their defaults:
+
+    * ``protocols=()``: subprotocols offered, in order of preference.
+    * ``signal=None``: a :class:`trio.Event`; setting it before ``opened``
+      settled aborts the connection with :class:`AbortError`.
+    * ``headers=None``: extra request headers; ``origin=None`` sets
+      ``Origin``; ``user_agent`` sets ``User-Agent`` (``None`` omits it).
+    * ``ssl_context=None``: for ``wss://``; the default verifies the server
+      against the system's trust store and checks the host name.
+    * ``stream=None``: a connected :class:`trio.abc.Stream` to speak over
+      instead of dialling the URL's host (Unix sockets, tests, proxies).
+    * ``open_timeout=10``: seconds for TCP, TLS and the opening handshake
+      together (websockets: 10; trio-websocket: 60). Expiry raises a
+      :class:`HandshakeError`.
+    * ``close_timeout=10``: seconds for the closing handshake and the end of
+      TCP once a Close was sent or received (websockets: 10; trio-websocket:
+      60); on expiry the socket is dropped and ``closed`` raises 1006.
+    * ``read_limit=1 MiB``: bytes of unread message payload after which the
+      connection stops reading the socket; reading resumes below half.
+      (websockets buffers 16 messages of up to 1 MiB each; trio-websocket one
+      message.)
+    * ``write_limit=64 KiB``: ``send()`` waits while more than this many
+      encoded bytes wait to be written (websockets: 32 KiB).
+    * ``max_message_size=1 MiB``: a larger incoming message fails the
+      connection with 1009 (same as websockets and trio-websocket); ``None``
+      for no limit.
+    * ``compression="deflate"``: permessage-deflate (RFC 7692), or ``None``.
+    * ``ping_interval=20``, ``ping_timeout=20``: keepalive pings; a peer
+      that does not answer in time is failed with 1011 (same as websockets).
+      ``None`` disables.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        protocols: Sequence[str] = (),
+        signal: trio.Event | None = None,
+        headers: HeadersLike | None = None,
+        origin: str | None = None,
+        user_agent: str | None = DEFAULT_USER_AGENT,
+        ssl_context: ssl.SSLContext | None = None,
+        stream: trio.abc.Stream | None = None,
+        open_timeout: float | None = 10.0,
+        close_timeout: float | None = 10.0,
+        read_limit: int = 2**20,
+        write_limit: int = 2**16,
+        max_message_size: int | None = 2**20,
+        compression: str | None = "deflate",
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
+    ) -> None:
+        self._url: WebSocketURL = parse_url(url)
+        subprotocols = check_protocols(protocols)
+        if signal is not None and not isinstance(signal, trio.Event):
+            raise TypeError("signal must be a trio.Event or None")
+        if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
+            raise TypeError("ssl_context must be an ssl.SSLContext or None")
+        if stream is not None and not isinstance(stream, trio.abc.Stream):
+            raise TypeError("stream must be a trio.abc.Stream or None")
+        if origin is not None and not isinstance(origin, str):
+            raise TypeError("origin must be a str or None")
+        if user_agent is not None and not isinstance(user_agent, str):
+            raise TypeError("user_agent must be a str or None")
+        options = Options(
+            open_timeout=open_timeout,
+            close_timeout=close_timeout,
+            read_limit=read_limit,
+            write_limit=write_limit,
+            max_message_size=max_message_size,
+            compression=compression,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+        )
+        core = Core.client(
+            self._url,
+            subprotocols=subprotocols,
+            compression=compression,
+            max_message_size=max_message_size,
+            origin=origin,
+            headers=Headers(headers),
+            user_agent=user_agent,
+        )
+        url_value = self._url
+        context = ssl_context
+
+        async def connect() -> trio.abc.Stream:
+            from ._client import open_stream
+
+            return await open_stream(url_value, context)
+
+        self._conn = Connection(
+            core, options, stream=stream, connect=None if stream else connect, signal=signal
+        )
+        self._signal = signal
+        self._server_side = False
+        self._request: Request | None = None
+        self._nursery_cm: Any = None
+        self._entered = False
+
+    @classmethod
+    def _accepted(cls, conn: Connection, url: str, request: Request) -> WebSocketStream:
+        self = cls.__new__(cls)
+        self._url = parse_url(url)
+        self._conn = conn
+        self._signal = None
+        self._server_side = True
+        self._request = request
+        self._nursery_cm = None
+        self._entered = True
+        return self
+
+    # -- the browser's members -------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The normalised URL (``http``/``https`` became ``ws``/``wss``)."""
+        return str(self._url)
+
+    @property
+    def opened(self) -> Promise[OpenInfo]:
+        """Awaitable: :class:`OpenInfo` once the handshake succeeded.
+
+        Raises :class:`WebSocketError` (:class:`HandshakeError`,
+        :class:`AbortError`) if the connection could not be opened. May be
+        awaited any number of times; cancelling the await only stops waiting.
+        """
+        return self._conn.opened
+
+    @property
+    def closed(self) -> Promise[CloseInfo]:
+        """Awaitable: :class:`CloseInfo` once the connection closed cleanly.
+
+        Gives the code and reason of the Close frame received from the peer
+        (1005 for a Close without body). Raises the connection's
+        :class:`WebSocketError` if it ended abnormally (1006 for a dropped
+        connection, the code we sent when we failed it).
+        """
+        return self._conn.closed
+
+    def close(self, close_code: int | None = None, reason: str = "") -> None:
+        """Start the closing handshake; does not wait (await ``closed``).
+
+        ``close_code`` must be 1000 or 3000-4999 (on a server's stream also
+        1001-1003 and 1007-1011) and ``reason`` at most 123 UTF-8 bytes, else
+        :class:`ValueError`; a non-int code or non-str reason raises
+        :class:`TypeError`. No code and no reason sends a Close without a
+        body (the peer sees 1005); a reason alone sends 1000. Called before
+        the handshake finished, it abandons the connection: ``opened`` and
+        ``closed`` raise :class:`WebSocketError`. Does nothing once closing.
+        """
+        code, reason = check_close_args(close_code, reason, server=self._server_side)
+        self._conn.close(code, reason)
+
+    # -- beyond the browser ----------------------------------------------
+
+    @property
+    def request(self) -> Request | None:
+        """The opening handshake request (server side); ``None`` on a client."""
+        return self._request
+
+    @property
+    def remote_address(self) -> object:
+        """The peer's address as the socket reports it; ``None`` if unknown."""
+        return _peer_address(self._conn.stream)
+
+    @property
+    def latency(self) -> float | None:
+        """The last measured ping round trip in seconds, ``None`` before any."""
+        return self._conn.latency
+
+    async def ping(self, payload: bytes = b"") -> float:
+        """Send a Ping and wait for the Pong; returns the round trip in seconds.
+
+        An empty ``payload`` is replaced by 4 random bytes so that pongs can
+        be matched. Raises :class:`ValueError` for a payload over 125 bytes or
+        one already in flight, :class:`trio.ClosedResourceError` or the
+        connection's error if it is not open. Cancelling the wait leaves the
+        ping on the wire; its pong is then ignored.
+        """
+        if not self._conn.opened.settled:
+            raise InvalidStateError("the connection is not open yet")
+        return await self._conn.ping(payload)
+
+    def statistics(self) -> Statistics:
+        """Counters of this connection: cheap, a snapshot."""
+        return self._conn.statistics()
+
+    # -- async with ------------------------------------------------------
+
+    async def __aenter__(self) -> WebSocketStream:
+        if self._entered:
+            raise RuntimeError("a WebSocketStream can be entered only once")
+        self._entered = True
+        self._nursery_cm = trio.open_nursery()
+        nursery = await self._nursery_cm.__aenter__()
+        if self._signal is not None and self._signal.is_set():
+            # A pre-aborted signal: no connection is ever attempted.
+            self._conn.abort(AbortError())
+        nursery.start_soon(self._conn.run)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        conn = self._conn
+        if exc is None:
+            conn.discard_incoming()
+            conn.close(1000, "")
+        elif isinstance(exc, Exception) and not _is_cancel(exc):
+            conn.discard_incoming()
+            conn.close(1011, "")
+        else:
+            conn.close_forcefully(1001, "")
+        try:
+            await self._nursery_cm.__aexit__(None, None, None)
+        except BaseExceptionGroup as group:
+            error = _collapse(group)
+            if exc is not None and isinstance(error, trio.Cancelled):
+                return False  # the body's own exception goes on
+            raise error from None
+        return False
+
+
+def _is_cancel(exc: BaseException) -> bool:
+    if isinstance(exc, trio.Cancelled):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return any(_is_cancel(e) for e in exc.exceptions)
+    return False
+
+
+def _peer_address(stream: object) -> object:
+    while stream is not None:
+        sock = getattr(stream, "socket", None)
+        if sock is not None:
+            try:
+                return sock.getpeername()
+            except OSError:
+                return None
+        stream = getattr(stream, "transport_stream", None)
+    return None

@@ -1,0 +1,102 @@
+"""URL and subprotocol checks, following the browser's WebSocketStream constructor."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+import attrs
+
+__all__ = ["WebSocketURL", "parse_url", "check_protocols"]
+
+_SCHEMES = {"ws": "ws", "wss": "wss", "http": "ws", "https": "wss"}
+_DEFAULT_PORTS = {"ws": 80, "wss": 443}
+# RFC 7230 3.2.6 token: what a Sec-WebSocket-Protocol element may be.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+@attrs.frozen
+class WebSocketURL:
+    """A parsed, normalised ``ws://`` or ``wss://`` URL."""
+
+    secure: bool
+    host: str
+    port: int
+    resource: str  # path and query, as sent in the request line
+    user_info: tuple[str, str] | None
+
+    @property
+    def scheme(self) -> str:
+        return "wss" if self.secure else "ws"
+
+    @property
+    def netloc(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        if self.port == _DEFAULT_PORTS[self.scheme]:
+            return host
+        return f"{host}:{self.port}"
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.netloc}{self.resource}"
+
+
+def parse_url(url: str) -> WebSocketURL:
+    """Parse and normalise ``url`` as the browser does.
+
+    ``http`` and ``https`` become ``ws`` and ``wss``. Raises
+    :class:`TypeError` if ``url`` is not a str and :class:`ValueError` for
+    another scheme, a fragment, a missing host or an unparsable URL.
+    """
+    if not isinstance(url, str):
+        raise TypeError(f"url must be a str, not {type(url).__name__}")
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"invalid URL {url!r}: {exc}") from None
+    scheme = _SCHEMES.get(parts.scheme.lower())
+    if scheme is None:
+        raise ValueError(f"invalid URL {url!r}: the scheme must be ws, wss, http or https")
+    if "#" in url:
+        raise ValueError(f"invalid URL {url!r}: a WebSocket URL cannot have a fragment")
+    host = parts.hostname
+    if not host:
+        raise ValueError(f"invalid URL {url!r}: no host")
+    if any(c.isspace() for c in url.strip()):
+        raise ValueError(f"invalid URL {url!r}: white space")
+    if port is None:
+        port = _DEFAULT_PORTS[scheme]
+    resource = parts.path or "/"
+    if parts.query:
+        resource += "?" + parts.query
+    user_info = None
+    if parts.username is not None:
+        user_info = (parts.username, parts.password or "")
+    return WebSocketURL(
+        secure=scheme == "wss", host=host, port=port, resource=resource, user_info=user_info
+    )
+
+
+def check_protocols(protocols: object) -> tuple[str, ...]:
+    """Validate the client's subprotocol list.
+
+    Raises :class:`TypeError` unless ``protocols`` is a sequence of str (a
+    bare str is refused, as the browser refuses a string), and
+    :class:`ValueError` for a duplicate or a name that is not an RFC 7230
+    token.
+    """
+    if isinstance(protocols, (str, bytes, bytearray)) or not isinstance(protocols, Sequence):
+        raise TypeError(
+            f"protocols must be a sequence of str, not {type(protocols).__name__}"
+        )
+    seen: set[str] = set()
+    for protocol in protocols:
+        if not isinstance(protocol, str):
+            raise TypeError(f"each protocol must be a str, not {type(protocol).__name__}")
+        if not _TOKEN.fullmatch(protocol):
+            raise ValueError(f"invalid subprotocol name {protocol!r}")
+        if protocol in seen:
+            raise ValueError(f"duplicate subprotocol {protocol!r}")
+        seen.add(protocol)
+    return tuple(protocols)
