@@ -1,0 +1,365 @@
+"""Interop with the ``websockets`` package's asyncio client and server.
+
+The asyncio peer runs in its own process (tests/peers/websockets_peer.py),
+not in a thread of the test process: asyncio and trio then never share a GIL
+or a process, the peer's 1 MiB pipelines use the second core, and "the peer
+went away" can be a real process death (SIGKILL) rather than a simulation.
+Each test starts its own peer (about 0.1 s) so that no test sees another's
+state; every peer is killed when its test ends.
+"""
+
+from __future__ import annotations
+
+import sys
+import urllib.parse
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+import wsstream
+from tests.conftest import Server
+from tests.interop_support import (
+    Recorder,
+    StartPeer,
+    check_extensions,
+    peer_servers,
+    run_peer_client,
+)
+from tests.peers.websockets_peer import MIB, sample_messages
+
+pytestmark = pytest.mark.interop
+
+PEER = Path(__file__).parent / "peers" / "websockets_peer.py"
+
+#: Room for the 1 MiB messages plus the UTF-8 growth of non-ASCII text.
+MAX_SIZE = 2 * MIB
+
+#: A reason of exactly 123 UTF-8 bytes, the most a Close frame can carry.
+LONGEST_REASON = "é" * 61 + "x"
+assert len(LONGEST_REASON.encode()) == 123
+
+
+@pytest.fixture
+async def websockets_server() -> AsyncIterator[StartPeer]:
+    async with peer_servers([sys.executable, str(PEER), "server"]) as start:
+        yield start
+
+
+async def run_websockets_client(url: str, scenario: str, *args: str) -> dict[str, Any]:
+    """Run one scenario of the websockets asyncio client; what it saw."""
+    return await run_peer_client([sys.executable, str(PEER), "client", url, scenario, *args])
+
+
+def compression_args(compression: str | None) -> list[str]:
+    return [] if compression else ["--no-compression"]
+
+
+# -- our client -> the websockets server ----------------------------------
+
+
+@pytest.mark.parametrize("compression", ["deflate", None])
+async def test_client_round_trips_text_and_binary_through_websockets_server(
+    websockets_server: StartPeer, compression: str | None
+) -> None:
+    peer = await websockets_server(*compression_args(compression))
+    messages = sample_messages()
+    async with wsstream.WebSocketStream(
+        peer.url + "/echo", compression=compression, max_message_size=MAX_SIZE
+    ) as wss:
+        readable, writable, extensions, protocol = await wss.opened
+        check_extensions(extensions, compression)
+        assert protocol == ""
+        with trio.fail_after(20):
+            for message in messages:
+                await writable.send(message)
+            for message in messages:
+                assert await readable.receive() == message
+            wss.close(1000, "done")
+            assert await wss.closed == (1000, "done")
+    report = await peer.next_connection_report()
+    assert report == {
+        "path": "/echo",
+        "close_code": 1000,
+        "close_reason": "done",
+        "received": len(messages),
+    }
+
+
+async def test_client_gets_the_subprotocol_websockets_server_prefers(
+    websockets_server: StartPeer,
+) -> None:
+    # websockets picks the first of *its* list that the client offers.
+    peer = await websockets_server("--subprotocols", "chat.v1,chat.v2")
+    async with wsstream.WebSocketStream(
+        peer.url + "/echo", protocols=["chat.v2", "chat.v1"]
+    ) as wss:
+        opened = await wss.opened
+        assert opened.protocol == "chat.v1"
+        await opened.writable.send("x")
+        assert await opened.readable.receive() == "x"
+
+
+async def test_client_without_subprotocol_is_rejected_by_websockets_server_requiring_one(
+    websockets_server: StartPeer,
+) -> None:
+    peer = await websockets_server("--subprotocols", "chat.v1")
+    async with wsstream.WebSocketStream(peer.url + "/echo") as wss:
+        with pytest.raises(wsstream.HandshakeError) as info:
+            await wss.opened
+        assert info.value.status == 400
+        assert info.value.close_code == 1006
+        with pytest.raises(wsstream.HandshakeError):
+            await wss.closed
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "expected"),
+    [
+        (1000, "", (1000, "")),
+        (4001, "au revoir ✓ ünïcödé 😀", (4001, "au revoir ✓ ünïcödé 😀")),
+        (4999, LONGEST_REASON, (4999, LONGEST_REASON)),
+        (None, "", (1005, "")),
+    ],
+    ids=["1000", "4001-unicode", "4999-123-bytes", "no-body-1005"],
+)
+async def test_client_close_code_and_reason_reach_websockets_server(
+    websockets_server: StartPeer, code: int | None, reason: str, expected: tuple[int, str]
+) -> None:
+    peer = await websockets_server()
+    async with wsstream.WebSocketStream(peer.url + "/echo") as wss:
+        readable, writable, *_ = await wss.opened
+        await writable.send("hi")
+        assert await readable.receive() == "hi"
+        wss.close(code, reason)
+        with trio.fail_after(10):
+            # websockets echoes the Close frame it received.
+            assert await wss.closed == expected
+    report = await peer.next_connection_report()
+    assert (report["close_code"], report["close_reason"]) == expected
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/close/1000", (1000, "")),
+        ("/close/4002?reason=" + urllib.parse.quote("fermé ✓"), (4002, "fermé ✓")),
+        ("/close/4003?reason=" + urllib.parse.quote(LONGEST_REASON), (4003, LONGEST_REASON)),
+        ("/close/none", (1005, "")),
+    ],
+    ids=["1000", "4002-unicode", "4003-123-bytes", "no-body-1005"],
+)
+async def test_websockets_server_closing_first_gives_its_code_and_reason(
+    websockets_server: StartPeer, path: str, expected: tuple[int, str]
+) -> None:
+    peer = await websockets_server()
+    async with wsstream.WebSocketStream(peer.url + path) as wss:
+        readable, *_ = await wss.opened
+        with trio.fail_after(10):
+            assert [m async for m in readable] == []  # clean close: EndOfChannel
+            assert await wss.closed == expected
+    report = await peer.next_connection_report()
+    # Our echo of its Close carries the same code and reason.
+    assert (report["close_code"], report["close_reason"]) == expected
+
+
+async def test_websockets_server_dropping_tcp_gives_1006(websockets_server: StartPeer) -> None:
+    peer = await websockets_server()
+    async with wsstream.WebSocketStream(peer.url + "/drop") as wss:
+        readable, writable, *_ = await wss.opened
+        await writable.send("x")
+        with trio.fail_after(10):
+            with pytest.raises(wsstream.WebSocketError) as info:
+                await readable.receive()
+            assert info.value.close_code == 1006
+            with pytest.raises(wsstream.WebSocketError) as closed_info:
+                await wss.closed
+            assert closed_info.value is info.value
+    report = await peer.next_connection_report()
+    assert report["close_code"] == 1006
+
+
+async def test_websockets_server_process_killed_gives_1006(
+    websockets_server: StartPeer,
+) -> None:
+    peer = await websockets_server()
+    async with wsstream.WebSocketStream(peer.url + "/echo") as wss:
+        readable, writable, *_ = await wss.opened
+        await writable.send("before")
+        assert await readable.receive() == "before"
+        peer.process.kill()
+        with trio.fail_after(10):
+            with pytest.raises(wsstream.WebSocketError) as info:
+                await readable.receive()
+            assert info.value.close_code == 1006
+            with pytest.raises(wsstream.WebSocketError) as send_info:
+                await writable.send("after")
+            assert send_info.value.close_code == 1006
+            with pytest.raises(wsstream.WebSocketError):
+                await wss.closed
+
+
+@pytest.mark.parametrize("compression", ["deflate", None])
+async def test_pipelined_echo_of_64_messages_of_1_mib_with_websockets_server(
+    websockets_server: StartPeer, compression: str | None
+) -> None:
+    # The required case: 64 messages of 1 MiB in flight in each direction.
+    peer = await websockets_server(*compression_args(compression))
+    payload = bytes(range(256)) * 4096
+    async with wsstream.WebSocketStream(
+        peer.url + "/echo", compression=compression, max_message_size=MAX_SIZE
+    ) as wss:
+        readable, writable, extensions, _ = await wss.opened
+        check_extensions(extensions, compression)
+        with trio.fail_after(40):
+            async with trio.open_nursery() as nursery:
+
+                async def sender() -> None:
+                    for _ in range(64):
+                        await writable.send(payload)
+
+                nursery.start_soon(sender)
+                for _ in range(64):
+                    assert await readable.receive() == payload
+        stats = wss.statistics()
+        assert stats.messages_sent == 64
+        assert stats.messages_received == 64
+    report = await peer.next_connection_report()
+    assert report["received"] == 64
+    assert report["close_code"] == 1000
+
+
+async def test_websockets_server_streaming_64_mib_while_reading_ours(
+    websockets_server: StartPeer,
+) -> None:
+    # The peer writes 64 x 1 MiB without waiting for its own reader, while we
+    # write as many to it: both sides' buffers fill at once.
+    peer = await websockets_server("--no-compression")
+    payload = bytes(range(256)) * 4096
+    async with wsstream.WebSocketStream(
+        peer.url + "/pipeline/64", compression=None, max_message_size=MAX_SIZE
+    ) as wss:
+        readable, writable, *_ = await wss.opened
+        with trio.fail_after(40):
+            async with trio.open_nursery() as nursery:
+
+                async def sender() -> None:
+                    for _ in range(64):
+                        await writable.send(payload)
+
+                nursery.start_soon(sender)
+                for _ in range(64):
+                    assert await readable.receive() == payload
+    report = await peer.next_connection_report()
+    assert report["received"] == 64
+
+
+# -- the websockets client -> our server ------------------------------------
+
+
+async def test_our_server_picks_the_first_of_the_websockets_clients_offers(
+    server: Server,
+) -> None:
+    recorder = Recorder()
+    url = await server.start(recorder, subprotocols=["chat.v1", "chat.v2"])
+    report = await run_websockets_client(url, "close", "--protocols", "chat.v2,chat.v1")
+    assert report["protocol"] == "chat.v2"
+    await recorder.wait()
+    assert recorder.opened is not None
+    assert recorder.opened.protocol == "chat.v2"
+
+
+async def _close_4003(wss: wsstream.WebSocketStream) -> None:
+    readable, *_ = await wss.opened
+    assert await readable.receive() == "hi"
+    wss.close(4003, "fin ✓")
+
+
+async def _return(wss: wsstream.WebSocketStream) -> None:
+    readable, *_ = await wss.opened
+    assert await readable.receive() == "hi"
+
+
+class HandlerFailed(Exception):
+    pass
+
+
+async def _raise(wss: wsstream.WebSocketStream) -> None:
+    readable, *_ = await wss.opened
+    assert await readable.receive() == "hi"
+    raise HandlerFailed("on purpose")
+
+
+@pytest.mark.parametrize(
+    ("then", "expected"),
+    [(_close_4003, (4003, "fin ✓")), (_return, (1000, "")), (_raise, (1011, ""))],
+    ids=["close-4003", "handler-returns", "handler-raises"],
+)
+async def test_our_server_closing_first_reaches_websockets_client(
+    server: Server,
+    then: Callable[[wsstream.WebSocketStream], Awaitable[None]],
+    expected: tuple[int, str],
+) -> None:
+    done = trio.Event()
+
+    async def handler(wss: wsstream.WebSocketStream) -> None:
+        try:
+            await then(wss)
+        finally:
+            done.set()
+
+    url = await server.start(handler)
+    report = await run_websockets_client(url, "wait")
+    assert report["received"] == []
+    assert (report["close_code"], report["close_reason"]) == expected
+    with trio.fail_after(10):
+        await done.wait()
+
+
+async def test_our_server_closing_first_sees_the_websockets_clients_echo(
+    server: Server,
+) -> None:
+    recorder = Recorder(then=_close_4003)
+    url = await server.start(recorder)
+    report = await run_websockets_client(url, "wait")
+    assert (report["close_code"], report["close_reason"]) == (4003, "fin ✓")
+    await recorder.wait()
+    assert recorder.outcome == (4003, "fin ✓")
+
+
+async def test_websockets_client_vanishing_gives_1006_on_our_server(server: Server) -> None:
+    seen: list[str | bytes] = []
+    errors: list[wsstream.WebSocketError] = []
+    done = trio.Event()
+
+    async def handler(wss: wsstream.WebSocketStream) -> None:
+        readable, *_ = await wss.opened
+        try:
+            seen.append(await readable.receive())
+            with pytest.raises(wsstream.WebSocketError) as info:
+                await readable.receive()
+            errors.append(info.value)
+            with pytest.raises(wsstream.WebSocketError) as closed_info:
+                await wss.closed
+            errors.append(closed_info.value)
+        finally:
+            done.set()
+
+    url = await server.start(handler)
+    assert await run_websockets_client(url, "vanish") == {}
+    with trio.fail_after(10):
+        await done.wait()
+    assert seen == ["bye"]
+    assert [e.close_code for e in errors] == [1006, 1006]
+
+
+async def test_websockets_client_pipelines_64_mib_through_our_server(server: Server) -> None:
+    recorder = Recorder()
+    url = await server.start(recorder, compression=None, max_message_size=MAX_SIZE)
+    report = await run_websockets_client(url, "pipeline", "--no-compression")
+    assert report["echoed_ok"] == 64
+    assert report["close_code"] == 1000
+    await recorder.wait()
+    assert len(recorder.received) == 64
