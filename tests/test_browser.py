@@ -50,6 +50,7 @@ SERVER_CLOSES: dict[str, tuple[int | None, str]] = {
     "robot": (4000, "robot"),
     "utf8": (4001, UTF8_REASON),
     "no-code": (None, ""),
+    "raise": (None, "the handler raises: wsstream closes with 1011"),
 }
 #: The flood's message size and how long a send() must hang to count as stalled.
 FLOOD_CHUNK = 256 * 1024
@@ -85,6 +86,10 @@ def find_chromium() -> str | None:
         if path is not None:
             return path
     return None
+
+
+class HandlerFailure(Exception):
+    """Raised on purpose by the /server-closes/raise handler."""
 
 
 @attrs.define
@@ -147,6 +152,8 @@ class BrowserServer:
                 await self.flood(wss, step)
             elif path == "/control":
                 await self.control(wss, step)
+            elif path == "/ping":
+                await self.ping(wss)
             elif path == "/report":
                 await self.report(wss)
             else:
@@ -167,16 +174,30 @@ class BrowserServer:
             pass
 
     async def sink(self, wss: wsstream.WebSocketStream, tag: str) -> None:
-        """Reads until the page closes; records the Close it received."""
+        """Reads until the page closes; records the Close it received, or
+        the close code of the error that ended the connection."""
         readable, *_ = await wss.opened
+        try:
+            async for _ in readable:
+                pass
+            self.observations[f"closed:{tag}"] = tuple(await wss.closed)
+        except wsstream.WebSocketError as exc:
+            self.observations[f"closed:{tag}"] = ("error", exc.close_code)
+
+    async def ping(self, wss: wsstream.WebSocketStream) -> None:
+        readable, writable, *_ = await wss.opened
+        rtt = await wss.ping()
+        self.observations["ping:rtt"] = rtt
+        await writable.send(repr(rtt))
         async for _ in readable:
             pass
-        self.observations[f"closed:{tag}"] = tuple(await wss.closed)
 
     async def server_closes(self, wss: wsstream.WebSocketStream, variant: str) -> None:
         readable, writable, *_ = await wss.opened
         code, reason = SERVER_CLOSES[variant]
         await writable.send("bye")
+        if variant == "raise":
+            raise HandlerFailure(reason)
         if code is None:
             wss.close()
         else:
@@ -332,6 +353,9 @@ def _kill_group(process: trio.Process) -> None:
 def _page_fixture(page: str) -> Callable[[pytest.TempPathFactory], PageRun]:
     def fixture(tmp_path_factory: pytest.TempPathFactory) -> PageRun:
         chromium = find_chromium()
+        explicit = os.environ.get("WSSTREAM_CHROMIUM")
+        if chromium is None and explicit:
+            pytest.skip(f"$WSSTREAM_CHROMIUM={explicit!r} is not an executable file")
         if chromium is None:
             pytest.skip(
                 "Chromium is not installed (no chromium, chromium-browser or google-chrome "
@@ -442,6 +466,38 @@ def test_stream_server_closes_without_code(stream_run: PageRun) -> None:
 def test_stream_server_sees_its_close_echoed(stream_run: PageRun) -> None:
     stream_run.value("close_from_server_utf8")
     assert stream_run.observations["closed:server-closes/utf8"] == (4001, UTF8_REASON)
+
+
+def test_stream_writer_abort_with_websocket_error(stream_run: PageRun) -> None:
+    stream_run.value("writer_abort_with_websocket_error")
+    assert stream_run.observations["closed:stream-writer-abort"] == (4444, "abandon")
+
+
+def test_stream_handler_that_raises_closes_with_1011(stream_run: PageRun) -> None:
+    assert stream_run.value("handler_raises") == {
+        "messages": ["bye"], "closeCode": 1011, "reason": ""
+    }
+
+
+def test_stream_message_over_max_size_closes_with_1009_browser_side(
+    stream_run: PageRun,
+) -> None:
+    # A clean close for Chromium (Close frames exchanged), so `closed`
+    # fulfils; the reason is the framing core's text, not fixed by the API.
+    value = stream_run.value("message_too_big")
+    assert (value["closed"], value["closeCode"]) == ("fulfilled", 1009)
+
+
+def test_stream_message_over_max_size_closes_with_1009_server_side(
+    stream_run: PageRun,
+) -> None:
+    stream_run.value("message_too_big")
+    assert stream_run.observations["closed:stream-too-big"] == ("error", 1009)
+
+
+def test_stream_server_ping_answered_by_chromium(stream_run: PageRun) -> None:
+    stream_run.value("server_ping")
+    assert 0 < stream_run.observations["ping:rtt"] < 5
 
 
 def test_stream_browser_write_stalls_while_server_does_not_read(stream_run: PageRun) -> None:
