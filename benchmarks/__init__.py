@@ -1,0 +1,1 @@
+"""wsstream's benchmarks against its peers; run ``python -m benchmarks --help``."""

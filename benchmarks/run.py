@@ -1,0 +1,557 @@
+"""wsstream against its peers, side by side: ``python -m benchmarks [--quick]``.
+
+Design
+------
+* Every measurement runs a fresh **server process** for one (implementation,
+  scenario) and a separate **client process**, on 127.0.0.1, compression off,
+  keepalive off, everything else at each library's defaults.
+* Two pairings, chosen with ``--pairing`` (default: both):
+
+  - ``shared``: one client for every server, picows (Cython, asyncio), the
+    fastest client available, so that only the server differs and the numbers
+    are the servers' own. The raw-trio floor gets a raw asyncio client with the
+    same callback-driven loop (its protocol is not WebSocket).
+  - ``self``: each implementation's client talks to its own server (the raw
+    floor: a raw trio client). This is what a user of one library gets end to
+    end, and it measures wsstream's client too.
+
+* Scenarios: pipelined echo (64 messages in flight) of 32 B, 1 KiB (binary and
+  text), 64 KiB and 1 MiB binary; round trip of one 32 B message at a time
+  (median and p99); one-way streaming of 1 MiB messages (MB/s, client to a
+  server that discards them); server RSS per idle connection with 1,000 and
+  10,000 connections (client: ``benchmarks.memclient``, raw sockets doing the
+  handshake by hand; RLIMIT_NOFILE is raised to the hard limit in both
+  processes).
+* Rounds interleave the implementations (the order rotates each round) so that
+  machine noise spreads over all of them; ratios wsstream/peer are taken within
+  a round, then summarised as min / median / max over the rounds.
+* Every measurement is bounded by a timeout; one that runs out is reported as
+  ``deadlock/timeout`` and not retried in later rounds (websockets.trio's
+  pipelined 1 MiB echo deadlocks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .common import IMPLS, raise_nofile_limit, rss_bytes
+
+ROOT = Path(__file__).resolve().parent.parent
+KIB = 1024
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    kind: str  # echo | rtt | stream | idle
+    size: int = 0
+    text: bool = False
+    count: int = 0  # full run; messages, or connections for "idle"
+    quick: int = 0  # --quick
+    inflight: int = 64
+
+    def label(self) -> str:
+        if self.kind == "idle":
+            return f"idle memory, {self.count:,} conns"
+        size = _size_label(self.size)
+        if self.kind == "echo":
+            return f"echo {size} {'text' if self.text else 'binary'}, 64 in flight"
+        if self.kind == "rtt":
+            return f"round trip {size}"
+        return f"one-way stream of {size} messages"
+
+    def unit(self) -> str:
+        return {"echo": "msgs/s", "rtt": "µs median (p99)", "stream": "MB/s",
+                "idle": "KiB/conn"}[self.kind]
+
+
+def _size_label(size: int) -> str:
+    if size >= MIB:
+        return f"{size // MIB} MiB"
+    if size >= KIB:
+        return f"{size // KIB} KiB"
+    return f"{size} B"
+
+
+SCENARIOS = [
+    Scenario("echo-32B-bin", "echo", 32, False, 20000, 2000),
+    Scenario("echo-32B-text", "echo", 32, True, 20000, 2000),
+    Scenario("echo-1KiB-bin", "echo", KIB, False, 20000, 2000),
+    Scenario("echo-1KiB-text", "echo", KIB, True, 20000, 2000),
+    Scenario("echo-64KiB-bin", "echo", 64 * KIB, False, 3000, 300),
+    Scenario("echo-1MiB-bin", "echo", MIB, False, 200, 30),
+    Scenario("rtt-32B", "rtt", 32, False, 3000, 300, inflight=1),
+    Scenario("stream-1MiB", "stream", MIB, False, 300, 30, inflight=1),
+    Scenario("idle-1000", "idle", count=1000, quick=1000),
+    Scenario("idle-10000", "idle", count=10000, quick=2000),
+]
+
+SHARED_CLIENT = {impl: "picows" for impl in IMPLS} | {"raw-trio": "raw-asyncio"}
+
+
+def client_for(impl: str, pairing: str) -> str:
+    return SHARED_CLIENT[impl] if pairing == "shared" else impl
+
+
+# ------------------------------------------------------------ measurements
+
+
+class Server:
+    """One server process; ``port`` once it listens."""
+
+    def __init__(self, impl: str, mode: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.servers", impl, mode],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            env=_env(),
+        )
+        line = _readline(self.proc, 30)
+        if not line.startswith("PORT "):
+            self.close()
+            raise RuntimeError(f"{impl} server did not start: {line!r}")
+        self.port = int(line.split()[1])
+
+    def close(self) -> None:
+        _reap(self.proc)
+
+
+def _reap(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env.pop("PYTHONASYNCIODEBUG", None)
+    return env
+
+
+def _readline(proc: subprocess.Popen[str], timeout: float) -> str:
+    """One line of a child's stdout, or "" after ``timeout`` seconds or at EOF."""
+    import selectors
+
+    assert proc.stdout is not None
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        if not sel.select(timeout):
+            return ""
+    return proc.stdout.readline().strip()
+
+
+def measure(impl: str, client: str, sc: Scenario, count: int, timeout: float) -> dict[str, Any]:
+    """One measurement; always returns, with ``ok`` and ``error`` on failure."""
+    if sc.kind == "idle":
+        return measure_idle(impl, count, timeout)
+    server = Server(impl, "sink" if sc.kind == "stream" else "echo")
+    try:
+        spec = {
+            "kind": sc.kind, "size": sc.size, "text": sc.text, "count": count,
+            "inflight": sc.inflight, "warmup": max(1, count // 10), "timeout": timeout,
+        }
+        url = f"ws://127.0.0.1:{server.port}/{'sink' if sc.kind == 'stream' else 'echo'}"
+        try:
+            out = subprocess.run(
+                [sys.executable, "-m", "benchmarks.clients", client, url, json.dumps(spec)],
+                cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout + 15,
+            )
+        except subprocess.TimeoutExpired:
+            return {"ok": False, "error": "timeout"}
+        lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+        if not lines:
+            tail = out.stderr.strip().splitlines()[-1:] or ["no output"]
+            return {"ok": False, "error": tail[0]}
+        result: dict[str, Any] = json.loads(lines[-1])
+    finally:
+        server.close()
+    if result.get("ok"):
+        elapsed = result["elapsed"]
+        if sc.kind == "echo":
+            result["value"] = count / elapsed
+        elif sc.kind == "rtt":
+            result["value"] = result["median_us"]
+        elif sc.kind == "stream":
+            result["value"] = count * sc.size / elapsed / 1e6
+    return result
+
+
+def measure_idle(impl: str, count: int, timeout: float) -> dict[str, Any]:
+    """Server RSS growth per idle connection (handshake done, no traffic)."""
+    mode = "raw" if impl == "raw-trio" else "ws"
+    server = Server(impl, "echo")
+    clients: list[subprocess.Popen[str]] = []
+
+    def connect(n: int) -> subprocess.Popen[str] | str:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.memclient", str(server.port), str(n), mode],
+            cwd=ROOT, env=_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, text=True,
+        )
+        clients.append(proc)
+        line = _readline(proc, timeout)
+        if not line.startswith("READY"):
+            return line or "timeout"
+        return proc
+
+    def release(proc: subprocess.Popen[str]) -> None:
+        try:
+            assert proc.stdin is not None
+            proc.stdin.write("\n")
+            proc.stdin.flush()
+            proc.wait(10)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        _reap(proc)
+
+    try:
+        # Warm up: the first connections import and allocate what every
+        # connection shares; they are not part of the per-connection cost.
+        warm = connect(4)
+        if isinstance(warm, str):
+            return {"ok": False, "error": warm}
+        release(warm)
+        time.sleep(0.5)
+        base = rss_bytes(server.proc.pid)
+        t0 = time.perf_counter()
+        held = connect(count)
+        if isinstance(held, str):
+            return {"ok": False, "error": held}
+        elapsed = time.perf_counter() - t0
+        rss = _settled_rss(server.proc.pid)
+        release(held)
+        return {
+            "ok": True, "elapsed": elapsed, "base_rss": base, "rss": rss,
+            "value": (rss - base) / count / KIB,
+        }
+    finally:
+        for proc in clients:
+            _reap(proc)
+        server.close()
+
+
+def _settled_rss(pid: int) -> int:
+    """RSS once it stopped moving (the server may still finish handshakes)."""
+    time.sleep(0.5)
+    last = rss_bytes(pid)
+    for _ in range(20):
+        time.sleep(0.25)
+        now = rss_bytes(pid)
+        if abs(now - last) <= 0.002 * last:
+            return max(now, last)
+        last = now
+    return last
+
+
+# ----------------------------------------------------------------- summary
+
+
+def summarise(results: list[dict[str, Any]], impls: list[str], pairings: list[str],
+              scenarios: list[Scenario], rounds: int) -> dict[str, Any]:
+    """Per (pairing, scenario, impl): values over rounds and ratios to wsstream."""
+    table: dict[str, Any] = {}
+    for pairing in pairings:
+        for sc in scenarios:
+            rows = [r for r in results if r["pairing"] == pairing and r["scenario"] == sc.name]
+            per_impl: dict[str, Any] = {}
+            for impl in impls:
+                mine = [r for r in rows if r["impl"] == impl]
+                ok = [r for r in mine if r["result"].get("ok")]
+                errors = [r["result"].get("error", "?") for r in mine if not r["result"].get("ok")]
+                cell: dict[str, Any] = {"n": len(mine), "ok": len(ok), "errors": errors}
+                if ok:
+                    values = [r["result"]["value"] for r in ok]
+                    cell.update(median=statistics.median(values), min=min(values),
+                                max=max(values))
+                    if sc.kind == "rtt":
+                        cell["p99"] = statistics.median(r["result"]["p99_us"] for r in ok)
+                per_impl[impl] = cell
+            ratios: dict[str, Any] = {}
+            base = {r["round"]: r["result"] for r in rows
+                    if r["impl"] == "wsstream" and r["result"].get("ok")}
+            for impl in impls:
+                if impl == "wsstream":
+                    continue
+                rs = []
+                for r in rows:
+                    if r["impl"] != impl or not r["result"].get("ok") or r["round"] not in base:
+                        continue
+                    ours, theirs = base[r["round"]]["value"], r["result"]["value"]
+                    # Ratios read "wsstream / peer" of a rate: > 1 is wsstream
+                    # ahead. Round trips compare rates (1 / median latency);
+                    # memory compares bytes per connection (< 1 is better).
+                    rs.append(theirs / ours if sc.kind == "rtt" else ours / theirs)
+                if rs:
+                    ratios[impl] = {"median": statistics.median(rs), "min": min(rs),
+                                    "max": max(rs), "n": len(rs)}
+            table[f"{pairing}/{sc.name}"] = {"values": per_impl, "ratios": ratios}
+    return table
+
+
+def _fmt_value(sc: Scenario, cell: dict[str, Any] | None) -> str:
+    if not cell or not cell["n"]:
+        return "-"
+    if not cell["ok"]:
+        errs = cell["errors"]
+        return "deadlock/timeout" if all(e == "timeout" for e in errs) else f"error: {errs[0]}"
+    m = cell["median"]
+    if sc.kind == "echo":
+        text = f"{m:,.0f}"
+    elif sc.kind == "rtt":
+        text = f"{m:,.0f} ({cell['p99']:,.0f})"
+    elif sc.kind == "stream":
+        text = f"{m:,.0f}"
+    else:
+        text = f"{m:,.1f}"
+    if cell["ok"] < cell["n"]:
+        text += f" ({cell['n'] - cell['ok']}/{cell['n']} failed)"
+    return text
+
+
+def _fmt_ratio(r: dict[str, Any] | None) -> str:
+    if not r:
+        return "-"
+    if r["n"] == 1:
+        return f"{r['median']:.2f}"
+    return f"{r['median']:.2f} ({r['min']:.2f}-{r['max']:.2f})"
+
+
+PAIRING_TEXT = {
+    "shared": "**shared client**: every WebSocket server is driven by the same picows "
+              "client (asyncio, Cython), so only the server differs; the raw-trio floor is "
+              "driven by a raw asyncio client with the same loop.",
+    "self": "**self-paired**: each implementation's own client against its own server "
+            "(the raw-trio floor: a raw trio client); the idle-memory rows use the same "
+            "raw-socket client in both pairings.",
+}
+
+
+def markdown(summary: dict[str, Any], impls: list[str], pairings: list[str],
+             scenarios: list[Scenario], rounds: int) -> str:
+    out: list[str] = []
+    for pairing in pairings:
+        out.append(f"### Pairing: {pairing}\n")
+        out.append(PAIRING_TEXT[pairing] + f" Median of {rounds} round(s).\n")
+        out.append("| scenario | unit | " + " | ".join(impls) + " |")
+        out.append("|---|---|" + "---:|" * len(impls))
+        for sc in scenarios:
+            entry = summary.get(f"{pairing}/{sc.name}")
+            if not entry:
+                continue
+            if pairing == "self" and sc.kind == "idle" and "shared" in pairings:
+                continue  # identical setup to the shared pairing
+            cells = [_fmt_value(sc, entry["values"].get(impl)) for impl in impls]
+            out.append(f"| {sc.label()} | {sc.unit()} | " + " | ".join(cells) + " |")
+        peers = [i for i in impls if i != "wsstream"]
+        if "wsstream" in impls and peers:
+            out.append("")
+            out.append("Ratio wsstream / peer, median (min-max) over rounds: for msgs/s and "
+                       "MB/s, > 1 means wsstream is faster; for round trips it is the ratio of "
+                       "round-trip rates (peer latency / wsstream latency), > 1 means wsstream "
+                       "is faster; for memory it is the ratio of KiB per connection, < 1 means "
+                       "wsstream uses less.\n")
+            out.append("| scenario | " + " | ".join(peers) + " |")
+            out.append("|---|" + "---:|" * len(peers))
+            for sc in scenarios:
+                entry = summary.get(f"{pairing}/{sc.name}")
+                if not entry:
+                    continue
+                if pairing == "self" and sc.kind == "idle" and "shared" in pairings:
+                    continue
+                cells = [_fmt_ratio(entry["ratios"].get(p)) for p in peers]
+                out.append(f"| {sc.label()} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def environment() -> dict[str, str]:
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    versions = {}
+    for dist in ("wsstream", "websockets", "trio", "trio-websocket", "picows"):
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            versions[dist] = "not installed"
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                                capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        commit = ""
+    import resource
+
+    return {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": str(os.cpu_count()),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "versions": ", ".join(f"{k} {v}" for k, v in versions.items()),
+        "commit": commit,
+        "nofile": "/".join(str(x) for x in resource.getrlimit(resource.RLIMIT_NOFILE)),
+    }
+
+
+def plot(summary: dict[str, Any], impls: list[str], pairings: list[str], path: Path) -> bool:
+    """Throughput (MB/s, one direction) against message size; False without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    sized = [sc for sc in SCENARIOS if sc.kind == "echo" and not sc.text]
+    fig, axes = plt.subplots(1, len(pairings), figsize=(6 * len(pairings), 4.5), squeeze=False)
+    for ax, pairing in zip(axes[0], pairings, strict=True):
+        for impl in impls:
+            xs, ys = [], []
+            for sc in sized:
+                cell = summary.get(f"{pairing}/{sc.name}", {}).get("values", {}).get(impl)
+                if cell and cell.get("ok"):
+                    xs.append(sc.size)
+                    ys.append(cell["median"] * sc.size / 1e6)
+            if xs:
+                ax.plot(xs, ys, marker="o", label=impl,
+                        linewidth=2.5 if impl == "wsstream" else 1.2)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xticks([sc.size for sc in sized], [_size_label(sc.size) for sc in sized])
+        ax.set_xlabel("message size (binary, 64 in flight)")
+        ax.set_ylabel("echo throughput, MB/s each way")
+        ax.set_title(f"pairing: {pairing}")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+# ------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="small counts, 1 round, 2,000 idle connections at most")
+    parser.add_argument("--rounds", type=int, help="rounds (default 3, --quick 1)")
+    parser.add_argument("--impls", default=",".join(IMPLS),
+                        help="comma-separated, from: " + ", ".join(IMPLS))
+    parser.add_argument("--pairing", default="shared,self", help="shared, self, or both")
+    parser.add_argument("--scenarios", default="",
+                        help="comma-separated names (default all): "
+                             + ", ".join(sc.name for sc in SCENARIOS))
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every count")
+    parser.add_argument("--timeout", type=float, help="seconds per measurement "
+                        "(default 30, --quick 20)")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"),
+                        help="directory for results.json, results.md, throughput.png")
+    parser.add_argument("--no-plot", action="store_true")
+    args = parser.parse_args(argv)
+
+    impls = [i for i in args.impls.split(",") if i]
+    pairings = [p for p in args.pairing.split(",") if p]
+    for name in impls:
+        if name not in IMPLS:
+            parser.error(f"unknown implementation {name!r}")
+    for p in pairings:
+        if p not in ("shared", "self"):
+            parser.error(f"unknown pairing {p!r}")
+    wanted = set(filter(None, args.scenarios.split(",")))
+    scenarios = [sc for sc in SCENARIOS if not wanted or sc.name in wanted]
+    if wanted - {sc.name for sc in scenarios}:
+        parser.error(f"unknown scenarios {sorted(wanted - {sc.name for sc in scenarios})}")
+    counts = {sc.name: max(1, round((sc.quick if args.quick else sc.count) * args.scale))
+              for sc in scenarios}
+    # Labels say the number of idle connections actually held.
+    scenarios = [Scenario(sc.name, sc.kind, count=counts[sc.name]) if sc.kind == "idle" else sc
+                 for sc in scenarios]
+    rounds = args.rounds or (1 if args.quick else 3)
+    timeout = args.timeout or (20.0 if args.quick else 30.0)
+    raise_nofile_limit()
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    env = environment()
+    print(f"# {env['date']}  {env['nproc']} x {env['cpu']}  Python {env['python']}")
+    print(f"# {env['versions']}  RLIMIT_NOFILE {env['nofile']}")
+    for p in pairings:
+        print(f"# pairing {p}: {PAIRING_TEXT[p]}")
+    results: list[dict[str, Any]] = []
+    stuck: set[tuple[str, str, str]] = set()  # (pairing, scenario, impl) that timed out
+    for rnd in range(rounds):
+        for sc in scenarios:
+            for pairing in pairings:
+                if sc.kind == "idle" and pairing == "self" and "shared" in pairings:
+                    continue  # the same raw-socket client either way
+                shift = rnd % len(impls)
+                for impl in impls[shift:] + impls[:shift]:
+                    count = counts[sc.name]
+                    key = (pairing, sc.name, impl)
+                    client = "memclient" if sc.kind == "idle" else client_for(impl, pairing)
+                    if key in stuck:
+                        result = {"ok": False, "error": "timeout", "skipped": True}
+                    else:
+                        result = measure(impl, client, sc, count, timeout)
+                        if result.get("error") == "timeout":
+                            stuck.add(key)
+                    results.append({"round": rnd, "pairing": pairing, "scenario": sc.name,
+                                    "impl": impl, "client": client, "count": count,
+                                    "result": result})
+                    shown = (f"{result['value']:,.1f}" if result.get("ok")
+                             else ("deadlock/timeout" if result.get("error") == "timeout"
+                                   else f"ERROR {result.get('error')}"))
+                    print(f"round {rnd + 1}/{rounds}  {pairing:6}  {sc.name:15} "
+                          f"{impl:18} {shown}", flush=True)
+
+    summary = summarise(results, impls, pairings, scenarios, rounds)
+    md = markdown(summary, impls, pairings, scenarios, rounds)
+    header = (f"Measured {env['date']} on {env['nproc']} x {env['cpu']}, Linux "
+              f"{env['kernel']}, Python {env['python']}; {env['versions']}; "
+              f"wsstream commit {env['commit']}; RLIMIT_NOFILE soft/hard {env['nofile']}"
+              f"{' (--quick)' if args.quick else ''}.\n")
+    (out_dir / "results.json").write_text(json.dumps(
+        {"env": env, "rounds": rounds, "quick": args.quick, "results": results,
+         "summary": summary}, indent=1))
+    (out_dir / "results.md").write_text(header + "\n" + md)
+    print()
+    print(header)
+    print(md)
+    if not args.no_plot:
+        png = out_dir / "throughput.png"
+        if plot(summary, impls, pairings, png):
+            print(f"plot: {png}")
+        else:
+            print("plot skipped: matplotlib is not installed")
+    failures = [r for r in results if not r["result"].get("ok")
+                and r["result"].get("error") != "timeout"]
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

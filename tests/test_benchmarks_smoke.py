@@ -1,0 +1,35 @@
+"""The benchmark harness runs end to end for wsstream: tiny counts, real
+processes on loopback, every echoed message checked by the client. No timing
+is asserted: this only keeps ``python -m benchmarks`` working."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import run  # noqa: E402
+
+
+def test_harness_wsstream_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    scenarios = "echo-32B-text,echo-1MiB-bin,rtt-32B,stream-1MiB,idle-1000"
+    code = run.main([
+        "--quick", "--impls", "wsstream", "--pairing", "self", "--scenarios", scenarios,
+        "--scale", "0.05", "--timeout", "20", "--no-plot", "--out", str(tmp_path),
+    ])
+    data = json.loads((tmp_path / "results.json").read_text())
+    results = data["results"]
+    assert {r["scenario"] for r in results} == set(scenarios.split(","))
+    for r in results:
+        assert r["impl"] == "wsstream"
+        assert r["result"]["ok"], r  # the client compared every echo with what it sent
+        assert r["result"]["value"] > 0
+    assert code == 0
+    md = (tmp_path / "results.md").read_text()
+    assert "| echo 32 B text, 64 in flight | msgs/s |" in md
+    assert "idle memory, 50 conns" in md
