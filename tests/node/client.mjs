@@ -1,0 +1,86 @@
+// Node's ws as a client peer for wsstream (tests/test_interop_node.py).
+//
+//   node client.mjs URL SCENARIO [--no-deflate] [--protocols a,b]
+//                   [--code N|none] [--reason TEXT]
+//
+// Prints one JSON line with what it saw, then exits.
+//   big:   send 16 MiB binary and 16 MiB text, read both back, close 1000.
+//   close: send "hi", read it back, close with --code/--reason.
+//   wait:  send "hi", then read until the server closes.
+import { createHash } from "node:crypto";
+import { parseArgs } from "node:util";
+import WebSocket from "ws";
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    "no-deflate": { type: "boolean", default: false },
+    protocols: { type: "string", default: "" },
+    code: { type: "string", default: "1000" },
+    reason: { type: "string", default: "" },
+  },
+});
+const [url, scenario] = positionals;
+const MIB = 1024 * 1024;
+
+function digest(data, isBinary) {
+  const bytes = typeof data === "string" ? Buffer.from(data, "utf8") : data;
+  return {
+    type: isBinary ? "binary" : "text",
+    length: bytes.length,
+    sha256: createHash("sha256").update(bytes).digest("hex"),
+  };
+}
+
+// The same 16 MiB payloads as bigMessages() in test_interop_node.py.
+function bigMessages() {
+  const binary = Buffer.alloc(16 * MIB);
+  for (let i = 0; i < binary.length; i++) binary[i] = i & 0xff;
+  const text = "é".repeat(8 * MIB); // 16 MiB of UTF-8
+  return [
+    [binary, true],
+    [text, false],
+  ];
+}
+
+const protocols = values.protocols ? values.protocols.split(",") : [];
+const ws = new WebSocket(url, protocols, {
+  perMessageDeflate: !values["no-deflate"],
+  maxPayload: 64 * 1024 * 1024,
+});
+const report = { sent: [], received: [] };
+ws.on("error", (error) => {
+  report.error = String(error);
+});
+ws.on("open", () => {
+  report.protocol = ws.protocol;
+  report.extensions = ws.extensions;
+  if (scenario === "big") {
+    const messages = bigMessages();
+    for (const [data, isBinary] of messages) {
+      report.sent.push(digest(data, isBinary));
+      ws.send(data, { binary: isBinary });
+    }
+    ws.on("message", (data, isBinary) => {
+      report.received.push(digest(data, isBinary));
+      if (report.received.length === messages.length) ws.close(1000);
+    });
+  } else if (scenario === "close") {
+    ws.send("hi");
+    ws.once("message", (data, isBinary) => {
+      report.received.push(digest(data, isBinary));
+      if (values.code === "none") ws.close();
+      else ws.close(Number(values.code), values.reason);
+    });
+  } else if (scenario === "wait") {
+    ws.send("hi");
+    ws.on("message", (data, isBinary) => report.received.push(digest(data, isBinary)));
+  } else {
+    throw new Error(`unknown scenario ${scenario}`);
+  }
+});
+ws.on("close", (code, reason) => {
+  report.close_code = code;
+  report.close_reason = reason.toString("utf8");
+  process.stdout.write(JSON.stringify(report) + "\n");
+});

@@ -1,0 +1,55 @@
+// Node's ws as a server peer for wsstream (tests/test_interop_node.py).
+//
+//   node server.mjs [--no-deflate]
+//
+// Prints "PORT <n>" once it listens on 127.0.0.1, then one JSON line per
+// connection that ended: {path, close_code, close_reason, received, extensions}.
+// Paths: /echo echoes; /close/<code>?reason=<text> closes at once (/close/none:
+// a Close frame without a body); /drop waits for one message, then destroys
+// the socket without a Close frame.
+import { WebSocketServer } from "ws";
+
+const deflate = !process.argv.includes("--no-deflate");
+const server = new WebSocketServer({
+  host: "127.0.0.1",
+  port: 0,
+  perMessageDeflate: deflate,
+  maxPayload: 64 * 1024 * 1024,
+});
+
+server.on("listening", () => {
+  process.stdout.write(`PORT ${server.address().port}\n`);
+});
+
+server.on("connection", (ws, request) => {
+  const url = new URL(request.url, "http://localhost");
+  let received = 0;
+  ws.on("close", (code, reason) => {
+    const report = {
+      path: url.pathname,
+      close_code: code,
+      close_reason: reason.toString("utf8"),
+      received,
+      extensions: ws.extensions,
+    };
+    process.stdout.write(JSON.stringify(report) + "\n");
+  });
+  ws.on("error", () => {});
+  if (url.pathname === "/echo") {
+    ws.on("message", (data, isBinary) => {
+      received += 1;
+      ws.send(data, { binary: isBinary });
+    });
+  } else if (url.pathname.startsWith("/close/")) {
+    const code = url.pathname.slice("/close/".length);
+    if (code === "none") ws.close();
+    else ws.close(Number(code), url.searchParams.get("reason") ?? "");
+  } else if (url.pathname === "/drop") {
+    ws.once("message", () => {
+      received += 1;
+      ws.terminate();
+    });
+  } else {
+    ws.close(4404, "unknown path");
+  }
+});

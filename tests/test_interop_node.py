@@ -1,0 +1,296 @@
+"""Interop with Node's ``ws`` (version pinned in tests/node/package-lock.json).
+
+The peers are tests/node/server.mjs and tests/node/client.mjs, run by
+``node`` in child processes. Install them with ``npm ci --prefix tests/node``.
+
+Without ``node`` on PATH these tests skip. With ``node`` but without the
+installed ``ws`` they skip too, unless the ``CI`` environment variable is set
+(.ci/run sets it and runs ``npm ci`` first): then they fail, so that a broken
+install is loud in CI.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import urllib.parse
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+import trio
+
+import wsstream
+from tests.conftest import Server
+from tests.interop_support import (
+    Recorder,
+    StartPeer,
+    check_extensions,
+    peer_servers,
+    run_peer_client,
+)
+from tests.peers.websockets_peer import MIB, digest, sample_messages
+
+NODE = shutil.which("node")
+NODE_DIR = Path(__file__).parent / "node"
+
+pytestmark = [
+    pytest.mark.interop,
+    pytest.mark.skipif(NODE is None, reason="node not found on PATH (Node.js >= 18 needed)"),
+]
+
+#: Over the 16 MiB messages, and over the websockets default of 1 MiB.
+MAX_SIZE = 32 * MIB
+
+LONGEST_REASON = "é" * 61 + "x"
+
+
+def big_messages() -> list[str | bytes]:
+    """The same 16 MiB payloads as bigMessages() in tests/node/client.mjs."""
+    return [bytes(range(256)) * (16 * MIB // 256), "é" * (8 * MIB)]
+
+
+@pytest.fixture(autouse=True)
+def ws_installed() -> None:
+    if not (NODE_DIR / "node_modules" / "ws" / "package.json").is_file():
+        message = "Node's ws is not installed: run `npm ci --prefix tests/node`"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture
+async def node_server() -> AsyncIterator[StartPeer]:
+    assert NODE is not None
+    async with peer_servers([NODE, str(NODE_DIR / "server.mjs")]) as start:
+        yield start
+
+
+async def run_node_client(url: str, scenario: str, *args: str) -> dict[str, object]:
+    assert NODE is not None
+    return await run_peer_client([NODE, str(NODE_DIR / "client.mjs"), url, scenario, *args])
+
+
+def deflate_args(compression: str | None) -> list[str]:
+    return [] if compression else ["--no-deflate"]
+
+
+# -- our client -> the ws server ---------------------------------------------
+
+
+@pytest.mark.parametrize("compression", ["deflate", None])
+async def test_client_round_trips_16_mib_messages_through_node_ws_server(
+    node_server: StartPeer, compression: str | None
+) -> None:
+    peer = await node_server(*deflate_args(compression))
+    messages = sample_messages() + big_messages()
+    async with wsstream.WebSocketStream(
+        peer.url + "/echo", compression=compression, max_message_size=MAX_SIZE
+    ) as wss:
+        readable, writable, extensions, protocol = await wss.opened
+        check_extensions(extensions, compression)
+        assert protocol == ""
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+
+                async def sender() -> None:
+                    for message in messages:
+                        await writable.send(message)
+
+                nursery.start_soon(sender)
+                for message in messages:
+                    assert await readable.receive() == message
+            wss.close(1000, "done ✓")
+            assert await wss.closed == (1000, "done ✓")
+    report = await peer.next_connection_report()
+    check_extensions(str(report["extensions"]), compression)
+    assert (report["close_code"], report["close_reason"]) == (1000, "done ✓")
+    assert report["received"] == len(messages)
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "expected"),
+    [
+        (1000, "", (1000, "")),
+        (4001, "au revoir ✓ ünïcödé 😀", (4001, "au revoir ✓ ünïcödé 😀")),
+        (4999, LONGEST_REASON, (4999, LONGEST_REASON)),
+        (None, "", (1005, "")),
+    ],
+    ids=["1000", "4001-unicode", "4999-123-bytes", "no-body-1005"],
+)
+async def test_client_close_code_and_reason_reach_node_ws_server(
+    node_server: StartPeer, code: int | None, reason: str, expected: tuple[int, str]
+) -> None:
+    peer = await node_server()
+    async with wsstream.WebSocketStream(peer.url + "/echo") as wss:
+        readable, writable, *_ = await wss.opened
+        await writable.send("hi")
+        assert await readable.receive() == "hi"
+        wss.close(code, reason)
+        with trio.fail_after(10):
+            # ws echoes the code (and reason) of the Close frame it received.
+            assert await wss.closed == expected
+    report = await peer.next_connection_report()
+    assert (report["close_code"], report["close_reason"]) == expected
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/close/1000", (1000, "")),
+        ("/close/4002?reason=" + urllib.parse.quote("fermé ✓"), (4002, "fermé ✓")),
+        ("/close/4003?reason=" + urllib.parse.quote(LONGEST_REASON), (4003, LONGEST_REASON)),
+        ("/close/none", (1005, "")),
+    ],
+    ids=["1000", "4002-unicode", "4003-123-bytes", "no-body-1005"],
+)
+async def test_node_ws_server_closing_first_gives_its_code_and_reason(
+    node_server: StartPeer, path: str, expected: tuple[int, str]
+) -> None:
+    peer = await node_server()
+    async with wsstream.WebSocketStream(peer.url + path) as wss:
+        readable, *_ = await wss.opened
+        with trio.fail_after(10):
+            assert [m async for m in readable] == []  # clean close: EndOfChannel
+            assert await wss.closed == expected
+    report = await peer.next_connection_report()
+    assert (report["close_code"], report["close_reason"]) == expected
+
+
+async def test_node_ws_server_terminating_the_socket_gives_1006(node_server: StartPeer) -> None:
+    peer = await node_server()
+    async with wsstream.WebSocketStream(peer.url + "/drop") as wss:
+        readable, writable, *_ = await wss.opened
+        await writable.send("x")
+        with trio.fail_after(10):
+            with pytest.raises(wsstream.WebSocketError) as info:
+                await readable.receive()
+            assert info.value.close_code == 1006
+            with pytest.raises(wsstream.WebSocketError) as closed_info:
+                await wss.closed
+            assert closed_info.value.close_code == 1006
+    report = await peer.next_connection_report()
+    assert report["close_code"] == 1006
+
+
+async def test_client_gets_the_subprotocol_node_ws_server_accepts(
+    node_server: StartPeer,
+) -> None:
+    # ws's default handleProtocols accepts the client's first offer.
+    peer = await node_server()
+    url = peer.url + "/echo"
+    async with wsstream.WebSocketStream(url, protocols=["chat.v2", "chat.v1"]) as wss:
+        opened = await wss.opened
+        assert opened.protocol == "chat.v2"
+        await opened.writable.send("x")
+        assert await opened.readable.receive() == "x"
+
+
+# -- the ws client -> our server ---------------------------------------------
+
+
+@pytest.mark.parametrize("compression", ["deflate", None])
+async def test_node_ws_client_round_trips_16_mib_messages_through_our_server(
+    server: Server, compression: str | None
+) -> None:
+    recorder = Recorder()
+    url = await server.start(recorder, compression=compression, max_message_size=MAX_SIZE)
+    report = await run_node_client(url, "big", *deflate_args(compression))
+    expected = [digest(m) for m in big_messages()]
+    assert report["sent"] == expected
+    assert report["received"] == expected
+    check_extensions(str(report["extensions"]), compression)
+    assert (report["close_code"], report["close_reason"]) == (1000, "")
+    await recorder.wait()
+    assert recorder.opened is not None
+    check_extensions(recorder.opened.extensions, compression)
+    assert recorder.received == big_messages()
+
+
+async def test_our_server_picks_the_first_of_the_node_ws_clients_offers(server: Server) -> None:
+    recorder = Recorder()
+    url = await server.start(recorder, subprotocols=["chat.v1", "chat.v2"])
+    report = await run_node_client(url, "close", "--protocols", "chat.v2,chat.v1")
+    assert report["protocol"] == "chat.v2"
+    await recorder.wait()
+    assert recorder.opened is not None
+    assert recorder.opened.protocol == "chat.v2"
+
+
+async def _close_4003(wss: wsstream.WebSocketStream) -> None:
+    readable, *_ = await wss.opened
+    assert await readable.receive() == "hi"
+    wss.close(4003, "fin ✓")
+
+
+async def _return(wss: wsstream.WebSocketStream) -> None:
+    readable, *_ = await wss.opened
+    assert await readable.receive() == "hi"
+
+
+class HandlerFailed(Exception):
+    pass
+
+
+async def _raise(wss: wsstream.WebSocketStream) -> None:
+    readable, *_ = await wss.opened
+    assert await readable.receive() == "hi"
+    raise HandlerFailed("on purpose")
+
+
+@pytest.mark.parametrize(
+    ("then", "expected"),
+    [(_close_4003, (4003, "fin ✓")), (_return, (1000, "")), (_raise, (1011, ""))],
+    ids=["close-4003", "handler-returns", "handler-raises"],
+)
+async def test_our_server_closing_first_reaches_node_ws_client(
+    server: Server,
+    then: Callable[[wsstream.WebSocketStream], Awaitable[None]],
+    expected: tuple[int, str],
+) -> None:
+    done = trio.Event()
+
+    async def handler(wss: wsstream.WebSocketStream) -> None:
+        try:
+            await then(wss)
+        finally:
+            done.set()
+
+    url = await server.start(handler)
+    report = await run_node_client(url, "wait")
+    assert report["received"] == []
+    assert (report["close_code"], report["close_reason"]) == expected
+    with trio.fail_after(10):
+        await done.wait()
+
+
+async def test_our_server_closing_first_sees_the_node_ws_clients_echo(server: Server) -> None:
+    recorder = Recorder(then=_close_4003)
+    url = await server.start(recorder)
+    report = await run_node_client(url, "wait")
+    assert (report["close_code"], report["close_reason"]) == (4003, "fin ✓")
+    await recorder.wait()
+    assert recorder.outcome == (4003, "fin ✓")
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "expected"),
+    [
+        ("1000", "", (1000, "")),
+        ("4001", "au revoir ✓ ünïcödé 😀", (4001, "au revoir ✓ ünïcödé 😀")),
+        ("4999", LONGEST_REASON, (4999, LONGEST_REASON)),
+        ("none", "", (1005, "")),
+    ],
+    ids=["1000", "4001-unicode", "4999-123-bytes", "no-body-1005"],
+)
+async def test_node_ws_client_close_code_and_reason_reach_our_server(
+    server: Server, code: str, reason: str, expected: tuple[int, str]
+) -> None:
+    recorder = Recorder()
+    url = await server.start(recorder)
+    report = await run_node_client(url, "close", "--code", code, "--reason", reason)
+    # Our server echoes the Close frame it received.
+    assert (report["close_code"], report["close_reason"]) == expected
+    await recorder.wait()
+    assert recorder.received == ["hi"]
+    assert recorder.outcome == expected
