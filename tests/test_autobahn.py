@@ -81,9 +81,8 @@ def test_autobahn_fast_subset(tmp_path: Path) -> None:
     print(completed.stdout)
     if completed.returncode == EXIT_NO_PYTHON27:
         message = (
-            "Python 2.7 is required for the Autobahn|Testsuite and was not found "
-            "(install it, e.g. `pyenv install 2.7.18`, or set PYTHON27): "
-            + completed.stdout.strip().splitlines()[-1]
+            completed.stdout.strip().splitlines()[-1]
+            + "; install one (e.g. `pyenv install 2.7.18`) or set PYTHON27=/path/to/python2.7"
         )
         if in_ci():
             pytest.fail(message, pytrace=False)

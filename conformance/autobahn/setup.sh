@@ -18,17 +18,22 @@ repo="$(cd "$here/../.." && pwd)"
 venv_root="${AUTOBAHN_VENV:-$repo/.autobahn-venv}"
 suite_version="25.10.1"
 
+is_python27() {
+    [[ -n "$1" && -x "$1" ]] \
+        && "$1" -c 'import sys; sys.exit(sys.version_info[:2] != (2, 7))' 2>/dev/null
+}
+
 find_python27() {
-    if [[ -n "${PYTHON27:-}" ]]; then echo "$PYTHON27"; return 0; fi
+    if [[ -n "${PYTHON27:-}" ]]; then
+        is_python27 "$PYTHON27" && echo "$PYTHON27"
+        return
+    fi
     local candidate
     for candidate in \
         "${PYENV_ROOT:-$HOME/.pyenv}"/versions/2.7*/bin/python2.7 \
         "$(command -v python2.7 || true)" \
         "$(command -v python2 || true)"; do
-        if [[ -n "$candidate" && -x "$candidate" ]] \
-            && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (2, 7))' 2>/dev/null; then
-            echo "$candidate"; return 0
-        fi
+        if is_python27 "$candidate"; then echo "$candidate"; return 0; fi
     done
     return 1
 }
@@ -41,7 +46,7 @@ if [[ -f "$stamp" && -x "$py27_env/bin/wstest" ]]; then
 fi
 
 if ! python27="$(find_python27)"; then
-    echo "autobahn: Python 2.7 not found (the Autobahn|Testsuite needs it)." >&2
+    echo "autobahn: Python 2.7 not found${PYTHON27:+ (PYTHON27=$PYTHON27 is not one)}; the Autobahn|Testsuite needs it." >&2
     echo "autobahn: install one (e.g. 'pyenv install 2.7.18') or set PYTHON27=/path/to/python2.7." >&2
     exit 3
 fi
