@@ -186,7 +186,27 @@ async def test_client_gets_the_subprotocol_node_ws_server_accepts(
         assert await opened.readable.receive() == "x"
 
 
+async def test_client_ping_is_answered_by_node_ws_server(node_server: StartPeer) -> None:
+    peer = await node_server()
+    async with wsstream.WebSocketStream(peer.url + "/echo") as wss:
+        await wss.opened
+        with trio.fail_after(10):
+            round_trip = await wss.ping(b"interop")
+        assert 0 < round_trip < 10
+        assert wss.statistics().pongs_received == 1
+
+
 # -- the ws client -> our server ---------------------------------------------
+
+
+async def test_node_ws_client_ping_is_answered_by_our_server(server: Server) -> None:
+    recorder = Recorder()
+    url = await server.start(recorder)
+    report = await run_node_client(url, "ping")
+    assert report["pong"] == "ping-payload ✓"
+    assert (report["close_code"], report["close_reason"]) == (1000, "")
+    await recorder.wait()
+    assert recorder.received == []
 
 
 @pytest.mark.parametrize("compression", ["deflate", None])

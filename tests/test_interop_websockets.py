@@ -28,7 +28,7 @@ from tests.interop_support import (
     peer_servers,
     run_peer_client,
 )
-from tests.peers.websockets_peer import MIB, sample_messages
+from tests.peers.websockets_peer import MIB, digest, sample_messages
 
 pytestmark = pytest.mark.interop
 
@@ -256,7 +256,32 @@ async def test_websockets_server_streaming_64_mib_while_reading_ours(
     assert report["received"] == 64
 
 
+async def test_client_ping_is_answered_by_websockets_server(
+    websockets_server: StartPeer,
+) -> None:
+    peer = await websockets_server()
+    async with wsstream.WebSocketStream(peer.url + "/echo") as wss:
+        await wss.opened
+        with trio.fail_after(10):
+            round_trip = await wss.ping(b"interop")
+        assert 0 < round_trip < 10
+        assert wss.statistics().pongs_received == 1
+
+
 # -- the websockets client -> our server ------------------------------------
+
+
+async def test_websockets_client_fragmented_messages_are_reassembled_by_our_server(
+    server: Server,
+) -> None:
+    recorder = Recorder()
+    url = await server.start(recorder)
+    report = await run_websockets_client(url, "fragments")
+    expected: list[str | bytes] = ["fragménted ✓", b"abcd"]
+    assert report["received"] == [digest(m) for m in expected]
+    assert report["ping_answered"] is True
+    await recorder.wait()
+    assert recorder.received == expected
 
 
 async def test_our_server_picks_the_first_of_the_websockets_clients_offers(

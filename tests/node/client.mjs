@@ -5,6 +5,7 @@
 //
 // Prints one JSON line with what it saw, then exits.
 //   big:   send 16 MiB binary and 16 MiB text, read both back, close 1000.
+//   ping:  ping with a payload, record the pong's payload, close 1000.
 //   close: send "hi", read it back, close with --code/--reason.
 //   wait:  send "hi", then read until the server closes.
 import { createHash } from "node:crypto";
@@ -65,6 +66,12 @@ ws.on("open", () => {
       report.received.push(digest(data, isBinary));
       if (report.received.length === messages.length) ws.close(1000);
     });
+  } else if (scenario === "ping") {
+    ws.on("pong", (data) => {
+      report.pong = data.toString("utf8");
+      ws.close(1000);
+    });
+    ws.ping("ping-payload ✓");
   } else if (scenario === "close") {
     ws.send("hi");
     ws.once("message", (data, isBinary) => {

@@ -24,6 +24,8 @@ What a connection does depends on its path:
 Runs one scenario against URL and prints one JSON line with what it saw:
 
 * ``echo``: send :func:`sample_messages`, read as many back.
+* ``fragments``: send a text and a binary message in several frames each,
+  read both back, then ping and wait for the pong.
 * ``close``: send "hi", read it back, close with --code/--reason (``none``
   for a Close frame without a body).
 * ``wait``: send "hi", then read until the server closes.
@@ -157,6 +159,14 @@ async def _scenario(ws: ClientConnection, args: argparse.Namespace) -> dict[str,
         for message in messages:
             await ws.send(message)
         result["received"] = [digest(await ws.recv()) for _ in messages]
+        await ws.close()
+    elif args.scenario == "fragments":
+        # An iterable is sent as one fragmented message, a frame per item.
+        await ws.send(["fra", "gmé", "nted ✓"])
+        await ws.send([b"ab", b"", b"cd"])
+        result["received"] = [digest(await ws.recv()) for _ in range(2)]
+        pong_waiter = await ws.ping(b"interop")
+        result["ping_answered"] = (await pong_waiter) >= 0
         await ws.close()
     elif args.scenario == "close":
         await ws.send("hi")
