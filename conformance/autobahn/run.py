@@ -220,10 +220,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--timeout",
         type=float,
-        default=1200,
-        help="seconds allowed for one side (default %(default)s)",
+        default=None,
+        help="seconds allowed for one side (default: 900 for fast, 3600 for all)",
     )
     args = parser.parse_args(argv)
+    if args.timeout is None:
+        args.timeout = 900.0 if args.cases == "fast" else 3600.0
 
     # A TERM (e.g. from a CI runner) unwinds through the finally blocks above.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
