@@ -314,3 +314,21 @@ async def test_node_ws_client_close_code_and_reason_reach_our_server(
     await recorder.wait()
     assert recorder.received == ["hi"]
     assert recorder.outcome == expected
+
+
+async def test_message_over_our_max_size_from_node_ws_server_fails_with_1009(
+    node_server: StartPeer,
+) -> None:
+    peer = await node_server()
+    async with wsstream.WebSocketStream(peer.url + "/echo", max_message_size=MIB) as wss:
+        readable, writable, *_ = await wss.opened
+        await writable.send(bytes(MIB + 1))  # the echo is one byte over our limit
+        with trio.fail_after(10):
+            with pytest.raises(wsstream.WebSocketError) as info:
+                await readable.receive()
+            assert info.value.close_code == 1009
+            with pytest.raises(wsstream.WebSocketError) as closed_info:
+                await wss.closed
+            assert closed_info.value.close_code == 1009
+    report = await peer.next_connection_report()
+    assert report["close_code"] == 1009

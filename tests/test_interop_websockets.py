@@ -388,3 +388,47 @@ async def test_websockets_client_pipelines_64_mib_through_our_server(server: Ser
     assert report["close_code"] == 1000
     await recorder.wait()
     assert len(recorder.received) == 64
+
+
+async def test_message_over_our_max_size_from_websockets_server_fails_with_1009(
+    websockets_server: StartPeer,
+) -> None:
+    peer = await websockets_server()
+    async with wsstream.WebSocketStream(peer.url + "/echo", max_message_size=MIB) as wss:
+        readable, writable, *_ = await wss.opened
+        await writable.send(bytes(MIB + 1))  # the echo is one byte over our limit
+        with trio.fail_after(10):
+            with pytest.raises(wsstream.WebSocketError) as info:
+                await readable.receive()
+            assert info.value.close_code == 1009
+            with pytest.raises(wsstream.WebSocketError) as closed_info:
+                await wss.closed
+            assert closed_info.value.close_code == 1009
+    report = await peer.next_connection_report()
+    assert report["close_code"] == 1009
+
+
+async def test_message_over_websockets_servers_max_size_gives_its_1009_close(
+    websockets_server: StartPeer,
+) -> None:
+    # The peer fails the connection with 1009 and a Close frame: for us the
+    # Close frames were exchanged, so `closed` reports its code and reason.
+    peer = await websockets_server("--max-size", str(MIB))
+    async with wsstream.WebSocketStream(peer.url + "/echo", max_message_size=2 * MIB) as wss:
+        readable, writable, *_ = await wss.opened
+        await writable.send(bytes(MIB + 1))
+        with trio.fail_after(10):
+            try:
+                assert [m async for m in readable] == []
+                code, reason = await wss.closed
+            except wsstream.WebSocketError as exc:
+                # The peer's Close may come while our message is still partly
+                # unwritten: the engine then reports the close as unclean,
+                # still with the peer's code and reason.
+                code, reason = exc.close_code, exc.reason
+    assert code == 1009
+    assert "limit" in reason  # websockets: "frame exceeds limit of 1048576 bytes"
+    report = await peer.next_connection_report()
+    # websockets fails the connection as RFC 6455 7.1.7 says: its Close, then
+    # TCP closed at once, without reading our echo; so it reports 1006.
+    assert report["close_code"] == 1006
