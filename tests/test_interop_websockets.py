@@ -418,6 +418,7 @@ async def test_message_over_websockets_servers_max_size_gives_its_1009_close(
         readable, writable, *_ = await wss.opened
         await writable.send(bytes(MIB + 1))
         with trio.fail_after(10):
+            code: int | None
             try:
                 assert [m async for m in readable] == []
                 code, reason = await wss.closed
