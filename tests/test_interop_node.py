@@ -332,3 +332,13 @@ async def test_message_over_our_max_size_from_node_ws_server_fails_with_1009(
             assert closed_info.value.close_code == 1009
     report = await peer.next_connection_report()
     assert report["close_code"] == 1009
+
+
+async def test_node_ws_client_vanishing_gives_1006_on_our_server(server: Server) -> None:
+    recorder = Recorder()
+    url = await server.start(recorder)
+    assert await run_node_client(url, "vanish") == {}
+    await recorder.wait()
+    assert recorder.received == ["bye"]
+    assert isinstance(recorder.outcome, wsstream.WebSocketError)
+    assert recorder.outcome.close_code == 1006

@@ -8,6 +8,7 @@
 //   ping:  ping with a payload, record the pong's payload, close 1000.
 //   close: send "hi", read it back, close with --code/--reason.
 //   wait:  send "hi", then read until the server closes.
+//   vanish: send "bye", then exit at once, without a Close frame.
 import { createHash } from "node:crypto";
 import { parseArgs } from "node:util";
 import WebSocket from "ws";
@@ -72,6 +73,9 @@ ws.on("open", () => {
       ws.close(1000);
     });
     ws.ping("ping-payload ✓");
+  } else if (scenario === "vanish") {
+    // Once "bye" is written, exit without a Close frame (the kernel ends TCP).
+    ws.send("bye", () => process.exit(0));
   } else if (scenario === "close") {
     ws.send("hi");
     ws.once("message", (data, isBinary) => {
