@@ -3,13 +3,16 @@ roles of the web-platform-tests' server handlers."""
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 import trio
+import trustme
 
 import wsstream
+from tests.wpt_handlers import TlsContexts, WptServer
 
 Handler = Callable[[wsstream.WebSocketStream], Awaitable[None]]
 
@@ -44,3 +47,32 @@ async def server(nursery: trio.Nursery) -> AsyncIterator[Server]:
 @pytest.fixture
 async def echo_url(server: Server) -> str:
     return await server.start(echo_handler) + "/echo"
+
+
+# -- web-platform-tests roles (tests/wpt_handlers.py), over ws:// and wss:// --
+
+
+@pytest.fixture(scope="session")
+def tls_contexts() -> TlsContexts:
+    """A trustme CA, a certificate for 127.0.0.1, and the client's trust in it."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(server)
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+    return TlsContexts(server=server, client=client)
+
+
+@pytest.fixture(params=["ws", "wss"])
+async def wpt(
+    request: pytest.FixtureRequest, nursery: trio.Nursery, tls_contexts: TlsContexts
+) -> WptServer:
+    """WPT server roles; each test runs over ws:// and over wss:// (``?wss``)."""
+    return WptServer(nursery, tls_contexts if request.param == "wss" else None)
+
+
+@pytest.fixture
+async def wpt_ws(nursery: trio.Nursery) -> WptServer:
+    """WPT server roles over ws:// only."""
+    return WptServer(nursery, None)
