@@ -106,11 +106,14 @@ def setup() -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
-def load_spec(name: str, cases: str) -> dict[str, object]:
+def load_spec(name: str, cases: str | list[str]) -> dict[str, object]:
+    """The spec template; ``cases``: "fast" (as in the file), "all", or patterns."""
     spec: dict[str, object] = json.loads((HERE / name).read_text())
     spec.pop("_comment", None)
     if cases == "all":
         spec["cases"] = ["*"]
+    elif isinstance(cases, list):
+        spec["cases"] = cases
     return spec
 
 
@@ -131,7 +134,7 @@ def wait_for_port(port: int, proc: subprocess.Popen[str], timeout: float) -> Non
     raise RunError(f"wstest did not listen on 127.0.0.1:{port} within {timeout}s")
 
 
-def run_server_side(python2: str, cases: str, outdir: Path, timeout: float) -> float:
+def run_server_side(python2: str, cases: str | list[str], outdir: Path, timeout: float) -> float:
     """wsstream echo server vs ``wstest -m fuzzingclient``; returns seconds."""
     outdir.mkdir(parents=True, exist_ok=True)
     echo_cmd = [sys.executable, "-u", str(HERE / "echo_server.py"), "--port", "0"]
@@ -166,7 +169,7 @@ def run_server_side(python2: str, cases: str, outdir: Path, timeout: float) -> f
     return elapsed
 
 
-def run_client_side(python2: str, cases: str, outdir: Path, timeout: float) -> float:
+def run_client_side(python2: str, cases: str | list[str], outdir: Path, timeout: float) -> float:
     """``wstest -m fuzzingserver`` vs the wsstream client; returns seconds."""
     outdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -223,6 +226,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="seconds allowed for one side (default: 900 for fast, 3600 for all)",
     )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="PATTERN",
+        help="run only these cases (wstest patterns, e.g. 7.1.5 '12.2.*'), for debugging",
+    )
     args = parser.parse_args(argv)
     if args.timeout is None:
         args.timeout = 900.0 if args.cases == "fast" else 3600.0
@@ -241,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
             for stale in ("index.json", "spec.json"):
                 (outdir / stale).unlink(missing_ok=True)
             runner = run_server_side if side == "server" else run_client_side
-            timings[side] = runner(python2, args.cases, outdir, args.timeout)
+            timings[side] = runner(python2, args.only or args.cases, outdir, args.timeout)
             print(f"autobahn: {side} side done in {timings[side]:.1f}s", flush=True)
     except NoPython27 as exc:
         print(f"autobahn: {exc}", file=sys.stderr)
@@ -250,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"autobahn: run broken: {exc}", file=sys.stderr)
         return EXIT_BROKEN
     (reports / "timings.json").write_text(
-        json.dumps({"cases": args.cases, "seconds": timings}, indent=2) + "\n"
+        json.dumps({"cases": args.only or args.cases, "seconds": timings}, indent=2) + "\n"
     )
     status = 0
     for side in sides:
