@@ -361,6 +361,30 @@ def stalling_echo_exit(goodbye_seen: trio.Event, drain: trio.Event) -> Script:
     return script
 
 
+def stalling_remote_close(
+    code: int, reason: str, gate: trio.Event, drain: trio.Event
+) -> Script:
+    """/remote-close?code=&reason= for R5, made deterministic.
+
+    Waits for ``gate``, sends Close(code, reason), and reads nothing more
+    until ``drain`` is set (then reads to the end). With its small receive
+    buffer, what the client queued before ``gate`` is still unwritten when
+    the Close arrives. (A wsstream server cannot play this: its engine reads
+    a whole message into the core whatever ``read_limit`` says, so a big
+    message is always fully written before its Close can go out.)
+    """
+
+    async def script(peer: RawPeer) -> None:
+        await peer.handshake()
+        await gate.wait()
+        peer.protocol.send_close(code, reason)
+        await peer.flush()
+        await drain.wait()
+        await peer.read_to_end()
+
+    return script
+
+
 # ---------------------------------------------------------------------------
 # The servers
 
