@@ -350,9 +350,9 @@ def stalling_echo_exit(goodbye_seen: trio.Event, drain: trio.Event) -> Script:
         await peer.handshake()
         while (frame := await peer.next_frame()) is not None:
             if frame.opcode is Opcode.TEXT and frame.data == b"Goodbye":
+                goodbye_seen.set()
                 peer.protocol.send_close(1000, "")
                 await peer.flush()
-                goodbye_seen.set()
                 await drain.wait()
                 await peer.read_to_end()
                 return
@@ -381,6 +381,17 @@ def stalling_remote_close(
         await peer.flush()
         await drain.wait()
         await peer.read_to_end()
+
+    return script
+
+
+def silent_peer() -> Script:
+    """Completes the handshake, then neither reads nor writes (a peer that
+    went quiet); with its small receive buffer the client's writes stall."""
+
+    async def script(peer: RawPeer) -> None:
+        await peer.handshake()
+        await trio.sleep_forever()
 
     return script
 
