@@ -59,6 +59,7 @@ STALL_SECONDS = 1.5
 #: Bounds: one step of a handler, and one whole page run.
 STEP_TIMEOUT = 40
 SESSION_TIMEOUT = 120
+REPORT_TIMEOUT = SESSION_TIMEOUT - 15
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -326,20 +327,21 @@ async def run_page(chromium: str, page: str, workdir: Path) -> PageRun:
                     stderr=log,
                     start_new_session=True,  # its own process group: killed as one
                 )
+            report: dict[str, Any] | None = None
             try:
-                with trio.move_on_after(SESSION_TIMEOUT - 10) as waiting:
+                with trio.move_on_after(REPORT_TIMEOUT):
                     report = await server.report_receive.receive()
-                if waiting.cancelled_caught:
-                    raise AssertionError(
-                        f"{page}: no report from Chromium within {SESSION_TIMEOUT - 10} s; "
-                        f"its log ends with:\n{_log_tail(log_path)}"
-                    )
             finally:
                 with trio.CancelScope(shield=True):
                     _kill_group(process)
                     with trio.move_on_after(10):
                         await process.wait()
             nursery.cancel_scope.cancel()
+    if report is None:
+        raise AssertionError(
+            f"{page}: no report from Chromium within {REPORT_TIMEOUT} s; "
+            f"its log ends with:\n{_log_tail(log_path)}"
+        )
     return PageRun(page, report, server.observations, server.http_requests,
                    _log_tail(log_path))
 
