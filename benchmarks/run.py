@@ -380,6 +380,23 @@ def markdown(summary: dict[str, Any], impls: list[str], pairings: list[str],
     return "\n".join(out)
 
 
+def _wsstream_commit() -> str:
+    """The git commit of the wsstream that the benchmark processes import,
+    with "+dirty" when its files differ from that commit."""
+    try:
+        import wsstream
+
+        pkg = Path(wsstream.__file__).resolve().parent
+        git = ["git", "-C", str(pkg.parent)]
+        head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run([*git, "status", "--porcelain", "--", pkg.name],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (ImportError, OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return (head + ("+dirty" if dirty else "")) if head else "unknown (not a git checkout)"
+
+
 def environment() -> dict[str, str]:
     cpu = "unknown"
     try:
@@ -396,11 +413,7 @@ def environment() -> dict[str, str]:
             versions[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
             versions[dist] = "not installed"
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                                capture_output=True, text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        commit = ""
+    commit = _wsstream_commit()
     import resource
 
     return {
