@@ -62,6 +62,9 @@ _log = logging.getLogger("wsstream")
 #: below glibc's mmap threshold, so each read is a cheap allocation.
 RECEIVE_SIZE = 65536
 
+#: The smallest read, when the inbox is close to ``read_limit``.
+MIN_RECEIVE = 4096
+
 #: Pongs and Close echoes that the peer does not read may pile up to this many
 #: bytes; past it the peer is flooding us and the connection fails with 1008.
 MAX_PENDING_CONTROL = 128 * 1024
@@ -172,14 +175,12 @@ class Connection:
         stream: trio.abc.Stream | None = None,
         connect: Callable[[], Awaitable[trio.abc.Stream]] | None = None,
         server: ServerHooks | None = None,
-        signal: trio.Event | None = None,
     ) -> None:
         self.core = core
         self.options = options
         self.stream = stream
         self._connect = connect
         self._server = server
-        self._signal = signal
         self.opened: Promise[OpenInfo] = Promise()
         self.closed: Promise[CloseInfo] = Promise()
         self.id = os.urandom(4).hex()
@@ -229,6 +230,7 @@ class Connection:
         # Pings: payload -> (sent at, event); pong latencies.
         self._pings: dict[bytes, _Ping] = {}
         self._keepalive_scope: trio.CancelScope | None = None
+        self._signal_scope: trio.CancelScope | None = None
         self._forceful = False
         self.latency: float | None = None
 
@@ -252,65 +254,62 @@ class Connection:
         """
         self._started = True
         try:
-            with self._scope:
-                if self._abort_exc is not None:
-                    return
-                if not await self._open():
-                    return
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._flusher)
-                    if self.options.ping_interval is not None:
-                        nursery.start_soon(self._keepalive, nursery.cancel_scope)
-                    await self._reader()
-                    self._arm_close_deadline()
-                    self._reader_done = True
-                    self._flush_lot.unpark_all()
-                    # Keepalive has nothing left to do; the flusher finishes.
-                    self._keepalive_scope_cancel(nursery)
+            await self._run()
+        except* Exception as group:
+            # A bug of ours: report it as an internal error, never leak it.
+            _log.error("connection %s: internal error", self.id, exc_info=group)
+            if self._abort_exc is None:
+                self._abort_exc = WebSocketError._build("internal error in wsstream", 1011)
         finally:
             with trio.CancelScope(shield=True):
                 await self._finish()
 
-    def _keepalive_scope_cancel(self, nursery: trio.Nursery) -> None:
-        if self._keepalive_scope is not None:
-            self._keepalive_scope.cancel()
+    async def _run(self) -> None:
+        with self._scope:
+            if self._abort_exc is not None or not await self._open():
+                return
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._flusher)
+                if self.options.ping_interval is not None:
+                    nursery.start_soon(self._keepalive)
+                await self._reader()
+                self._arm_close_deadline()
+                self._reader_done = True
+                self._flush_lot.unpark_all()
+                # Keepalive has nothing left to do; the flusher finishes.
+                if self._keepalive_scope is not None:
+                    self._keepalive_scope.cancel()
 
     async def _open(self) -> bool:
         """The opening handshake; returns True if the connection is open."""
         scope = trio.CancelScope(deadline=_deadline_after(self.options.open_timeout))
         failure: WebSocketError | None = None
-        try:
-            with scope:
-                async with trio.open_nursery() as nursery:
-                    if self._signal is not None:
-                        nursery.start_soon(self._watch_signal, self._signal)
-                    try:
-                        if self._server is not None:
-                            ok = await self._server_handshake()
-                        else:
-                            await self._client_handshake()
-                            ok = True
-                    finally:
-                        nursery.cancel_scope.cancel()
-                if not ok:
-                    return False
-        except HandshakeFailure as exc:
-            failure = HandshakeError(
-                str(exc), status=exc.status, headers=exc.headers, body=exc.body
-            )
-        except trio.BrokenResourceError as exc:
-            cause = exc.__cause__ or exc
-            failure = HandshakeError(f"the connection broke during the handshake: {cause}")
-        except OSError as exc:
-            failure = WebSocketError._build(f"could not connect: {exc}", 1006)
+        ok = False
+        with scope:
+            try:
+                if self._server is not None:
+                    ok = await self._server_handshake()
+                else:
+                    await self._client_handshake()
+                    ok = True
+            except HandshakeFailure as exc:
+                failure = HandshakeError(
+                    str(exc), status=exc.status, headers=exc.headers, body=exc.body
+                )
+            except trio.BrokenResourceError as exc:  # TLS failures come this way too
+                cause = exc.__cause__ or exc
+                failure = HandshakeError(f"the connection broke during the handshake: {cause}")
+            except OSError as exc:
+                failure = WebSocketError._build(f"could not connect: {exc}", 1006)
+        if self._signal_scope is not None:
+            self._signal_scope.cancel()
         if scope.cancelled_caught and failure is None and self._abort_exc is None:
             failure = HandshakeError(
                 f"the opening handshake timed out after {self.options.open_timeout} s"
             )
-        if failure is not None:
+        if failure is not None and self._abort_exc is None:
             self._abort_exc = failure
-            return False
-        if self._abort_exc is not None:
+        if not ok or self._abort_exc is not None:
             return False
         self.opened.resolve(
             OpenInfo(Readable(self), Writable(self), self.core.extensions, self.core.subprotocol)
@@ -318,9 +317,17 @@ class Connection:
         self._process_incoming()  # messages pipelined behind the handshake
         return True
 
-    async def _watch_signal(self, signal: trio.Event) -> None:
-        await signal.wait()
-        self.abort(AbortError())
+    async def watch_signal(self, signal: trio.Event) -> None:
+        """Abort if ``signal`` is set before the handshake finished.
+
+        Runs beside :meth:`run` in the owner's nursery; ends when the
+        handshake ends, whatever the outcome.
+        """
+        if self.opened.settled or self._finished:
+            return
+        with trio.CancelScope() as self._signal_scope:
+            await signal.wait()
+            self.abort(AbortError())
 
     async def _client_handshake(self) -> None:
         if self.stream is None:
@@ -402,8 +409,13 @@ class Connection:
                 while self._inbox_bytes > self._resume_at and not self._discard:
                     await self._resume_lot.park()
                 self._paused = False
+            # Near the limit, read less: what one read brings in lands in the
+            # inbox whole, so this keeps the inbox within read_limit plus
+            # MIN_RECEIVE (for uncompressed data).
+            size = self._read_limit - self._inbox_bytes
+            size = RECEIVE_SIZE if size >= RECEIVE_SIZE else max(size, MIN_RECEIVE)
             try:
-                data = await receive_some(RECEIVE_SIZE)
+                data = await receive_some(size)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 data = b""
             if data:
@@ -565,7 +577,7 @@ class Connection:
 
     # -- keepalive -------------------------------------------------------
 
-    async def _keepalive(self, scope: trio.CancelScope) -> None:
+    async def _keepalive(self) -> None:
         interval = self.options.ping_interval
         timeout = self.options.ping_timeout
         assert interval is not None

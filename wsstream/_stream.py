@@ -164,9 +164,7 @@ class WebSocketStream:
 
             return await open_stream(url_value, context)
 
-        self._conn = Connection(
-            core, options, stream=stream, connect=None if stream else connect, signal=signal
-        )
+        self._conn = Connection(core, options, stream=stream, connect=None if stream else connect)
         self._signal = signal
         self._server_side = False
         self._request: Request | None = None
@@ -272,6 +270,8 @@ class WebSocketStream:
         if self._signal is not None and self._signal.is_set():
             # A pre-aborted signal: no connection is ever attempted.
             self._conn.abort(AbortError())
+        elif self._signal is not None:
+            nursery.start_soon(self._conn.watch_signal, self._signal)
         nursery.start_soon(self._conn.run)
         return self
 
