@@ -137,9 +137,16 @@ def _reap(proc: subprocess.Popen[str]) -> None:
             pipe.close()
 
 
+#: Set by --wsstream-ref: a directory holding that commit's wsstream package,
+#: put first on the children's path so they import it instead of the installed one.
+WSSTREAM_DIR: str | None = None
+
+
 def _env() -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [WSSTREAM_DIR, str(ROOT), env.get("PYTHONPATH")])
+    )
     env.pop("PYTHONASYNCIODEBUG", None)
     return env
 
@@ -397,6 +404,28 @@ def _wsstream_commit() -> str:
     return (head + ("+dirty" if dirty else "")) if head else "unknown (not a git checkout)"
 
 
+def _export_wsstream(ref: str, out_dir: Path) -> str:
+    """Export ``ref``'s wsstream package under ``out_dir``; return the short hash."""
+    global WSSTREAM_DIR
+    import shutil
+    import tarfile
+    import tempfile
+
+    short = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", ref],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    dest = out_dir / f"wsstream-{short}"
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    with tempfile.TemporaryFile() as archive:
+        subprocess.run(["git", "-C", str(ROOT), "archive", ref, "wsstream"], stdout=archive,
+                       check=True)
+        archive.seek(0)
+        with tarfile.open(fileobj=archive) as tar:
+            tar.extractall(dest, filter="data")
+    WSSTREAM_DIR = str(dest)
+    return short
+
+
 def environment() -> dict[str, str]:
     cpu = "unknown"
     try:
@@ -485,6 +514,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"),
                         help="directory for results.json, results.md, throughput.png")
     parser.add_argument("--no-plot", action="store_true")
+    parser.add_argument("--wsstream-ref", metavar="REF",
+                        help="measure wsstream as of this git commit (exported with git "
+                             "archive) instead of the installed working tree")
     args = parser.parse_args(argv)
 
     impls = [i for i in args.impls.split(",") if i]
@@ -511,6 +543,8 @@ def main(argv: list[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
 
     env = environment()
+    if args.wsstream_ref:
+        env["commit"] = _export_wsstream(args.wsstream_ref, out_dir)
     print(f"# {env['date']}  {env['nproc']} x {env['cpu']}  Python {env['python']}")
     print(f"# {env['versions']}  RLIMIT_NOFILE {env['nofile']}")
     for p in pairings:
