@@ -454,7 +454,16 @@ def environment() -> dict[str, str]:
         "versions": ", ".join(f"{k} {v}" for k, v in versions.items()),
         "commit": commit,
         "nofile": "/".join(str(x) for x in resource.getrlimit(resource.RLIMIT_NOFILE)),
+        "load": _loadavg(),
     }
+
+
+def _loadavg() -> str:
+    """1-minute load average: this machine is shared, and load skews every number."""
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except OSError:
+        return "?"
 
 
 def plot(summary: dict[str, Any], impls: list[str], pairings: list[str], path: Path) -> bool:
@@ -580,8 +589,9 @@ def main(argv: list[str] | None = None) -> int:
     md = markdown(summary, impls, pairings, scenarios, rounds)
     header = (f"Measured {env['date']} on {env['nproc']} x {env['cpu']}, Linux "
               f"{env['kernel']}, Python {env['python']}; {env['versions']}; "
-              f"wsstream commit {env['commit']}; RLIMIT_NOFILE soft/hard {env['nofile']}"
-              f"{' (--quick)' if args.quick else ''}.\n")
+              f"wsstream commit {env['commit']}; RLIMIT_NOFILE soft/hard {env['nofile']}; "
+              f"load average {env['load']} at the start, {_loadavg()} at the end "
+              f"({env['nproc']} CPUs){' (--quick)' if args.quick else ''}.\n")
     (out_dir / "results.json").write_text(json.dumps(
         {"env": env, "rounds": rounds, "quick": args.quick, "results": results,
          "summary": summary}, indent=1))
