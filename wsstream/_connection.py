@@ -41,17 +41,17 @@ import logging
 import math
 import os
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
-from typing import NamedTuple
+from collections.abc import Awaitable, Callable
 
-import attrs
 import trio
 from trio.lowlevel import ParkingLot, cancel_shielded_checkpoint, checkpoint_if_cancelled
 
 from ._channels import OpenInfo, Readable, Writable
 from ._core import Core, HandshakeFailure
 from ._errors import AbortError, HandshakeError, WebSocketError
-from ._http import Headers, Request, Response
+from ._handshake import client_handshake, server_handshake
+from ._options import CloseInfo, Options, ServerHooks, Statistics
+from ._pings import PingTracker
 from ._promise import Promise
 
 __all__ = ["CloseInfo", "Connection", "Options", "ServerHooks", "Statistics"]
@@ -72,92 +72,6 @@ MAX_PENDING_CONTROL = 128 * 1024
 #: How long a forceful close (cancellation) lets the Close frame leave when
 #: the socket cannot take it at once.
 FORCEFUL_CLOSE_GRACE = 0.05
-
-
-class CloseInfo(NamedTuple):
-    """How a connection ended cleanly: the code and reason of the Close
-    frame received from the peer (1005 and ``""`` for a Close without body)."""
-
-    close_code: int
-    reason: str
-
-
-@attrs.frozen
-class Statistics:
-    """Counters of one connection, from :meth:`WebSocketStream.statistics`.
-
-    ``buffered_in`` is message payload waiting to be read by the user
-    (characters for text); ``buffered_out`` encoded bytes not yet written to
-    the socket. ``latency`` is the last ping round trip in seconds, ``None``
-    before the first pong.
-    """
-
-    messages_sent: int
-    messages_received: int
-    bytes_sent: int
-    bytes_received: int
-    buffered_in: int
-    buffered_out: int
-    pings_sent: int
-    pongs_received: int
-    latency: float | None
-
-
-@attrs.frozen
-class Options:
-    """Connection options shared by the client and the server; see the
-    docs of :class:`~wsstream.WebSocketStream` for each default and why."""
-
-    open_timeout: float | None = 10.0
-    close_timeout: float | None = 10.0
-    read_limit: int = 2**20
-    write_limit: int = 2**16
-    max_message_size: int | None = 2**20
-    compression: str | None = "deflate"
-    ping_interval: float | None = 20.0
-    ping_timeout: float | None = 20.0
-
-    def __attrs_post_init__(self) -> None:
-        for name in ("open_timeout", "close_timeout", "ping_interval", "ping_timeout"):
-            value = getattr(self, name)
-            if value is not None:
-                if not isinstance(value, (int, float)) or isinstance(value, bool):
-                    raise TypeError(f"{name} must be a number or None")
-                if not value > 0 or math.isnan(value):
-                    raise ValueError(f"{name} must be positive, not {value}")
-        for name in ("read_limit", "write_limit"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise TypeError(f"{name} must be an int")
-            if value < 0:
-                raise ValueError(f"{name} must not be negative")
-        if self.max_message_size is not None:
-            if not isinstance(self.max_message_size, int) or isinstance(
-                self.max_message_size, bool
-            ):
-                raise TypeError("max_message_size must be an int or None")
-            if self.max_message_size <= 0:
-                raise ValueError("max_message_size must be positive")
-        if self.compression not in ("deflate", None):
-            raise ValueError(f"compression must be 'deflate' or None, not {self.compression!r}")
-
-
-@attrs.frozen
-class ServerHooks:
-    """What the server side does with the client's request."""
-
-    select_subprotocol: Callable[[Request, Sequence[str]], str | None]
-    process_request: Callable[[Request], Awaitable[Response | None]]
-    response_headers: Headers
-
-
-class _Ping:
-    __slots__ = ("event", "rtt", "sent_at")
-
-    def __init__(self, sent_at: float) -> None:
-        self.sent_at = sent_at
-        self.event = trio.Event()
-        self.rtt: float | None = None
 
 
 def _deadline_after(seconds: float | None) -> float:
@@ -187,7 +101,6 @@ class Connection:
 
         self._scope = trio.CancelScope()
         self._abort_exc: WebSocketError | None = None
-        self._started = False
         self._finished = False
 
         # Incoming messages, waiting for the user.
@@ -227,21 +140,17 @@ class Connection:
         self._unclean: WebSocketError | None = None
         self.error: WebSocketError | None = None  # the connection's error, once known
 
-        # Pings: payload -> (sent at, event); pong latencies.
-        self._pings: dict[bytes, _Ping] = {}
+        # Pings in flight and round trips.
+        self.pings = PingTracker()
         self._keepalive_scope: trio.CancelScope | None = None
         self._signal_scope: trio.CancelScope | None = None
         self._forceful = False
-        self.latency: float | None = None
 
         # Statistics.
         self.messages_sent = 0
         self.messages_received = 0
         self.bytes_sent = 0
         self.bytes_received = 0
-        self.pings_sent = 0
-        self.pongs_received = 0
-        self.remote_address: object = None
 
     # ------------------------------------------------------------------
     # The connection's task
@@ -252,7 +161,6 @@ class Connection:
         Settles ``opened`` and ``closed``. Cancellation of the caller closes
         the connection forcefully (see :meth:`close_forcefully`).
         """
-        self._started = True
         try:
             await self._run()
         except* Exception as group:
@@ -287,10 +195,16 @@ class Connection:
         ok = False
         with scope:
             try:
+                if self.stream is None:
+                    assert self._connect is not None
+                    self.stream = await self._connect()
                 if self._server is not None:
-                    ok = await self._server_handshake()
+                    rejected = await server_handshake(self.stream, self.core, self._server)
+                    if rejected is not None:
+                        self._abort_exc = rejected
+                    ok = rejected is None
                 else:
-                    await self._client_handshake()
+                    await client_handshake(self.stream, self.core)
                     ok = True
             except HandshakeFailure as exc:
                 failure = HandshakeError(
@@ -328,72 +242,6 @@ class Connection:
         with trio.CancelScope() as self._signal_scope:
             await signal.wait()
             self.abort(AbortError())
-
-    async def _client_handshake(self) -> None:
-        if self.stream is None:
-            assert self._connect is not None
-            self.stream = await self._connect()
-        stream, core = self.stream, self.core
-        await stream.send_all(b"".join(core.data_to_send()))
-        while True:
-            data = await stream.receive_some(RECEIVE_SIZE)
-            if data:
-                self.bytes_received += len(data)
-                core.protocol.receive_data(data)
-            else:
-                core.protocol.receive_eof()
-            if core.handshake_event():
-                break
-            if not data:
-                raise HandshakeFailure("the server closed the connection during the handshake")
-
-    async def _server_handshake(self) -> bool:
-        stream, core, hooks = self.stream, self.core, self._server
-        assert stream is not None and hooks is not None
-        while True:
-            data = await stream.receive_some(RECEIVE_SIZE)
-            if data:
-                core.protocol.receive_data(data)
-            else:
-                core.protocol.receive_eof()
-            try:
-                done = core.handshake_event()
-            except HandshakeFailure:
-                # The core may have queued a 400/414/431 response.
-                await self._write_handshake_reply()
-                raise
-            if done:
-                break
-            if not data:
-                raise HandshakeFailure("the client closed the connection during the handshake")
-        request = core.request
-        assert request is not None
-        response = await hooks.process_request(request)
-        if response is not None:
-            core.reject(response)
-            await self._write_handshake_reply()
-            self._abort_exc = HandshakeError(
-                f"the handshake was rejected with HTTP {response.status}",
-                status=response.status, headers=response.headers, body=response.body,
-            )
-            return False
-
-        def select(offered: Sequence[str]) -> str | None:
-            return hooks.select_subprotocol(request, offered)
-
-        if not core.accept(select, hooks.response_headers):
-            await self._write_handshake_reply()
-            reason = core.protocol.handshake_exc
-            self._abort_exc = HandshakeError(f"invalid handshake request: {reason}")
-            return False
-        await self._write_handshake_reply()
-        return True
-
-    async def _write_handshake_reply(self) -> None:
-        assert self.stream is not None
-        data = b"".join(self.core.data_to_send())
-        if data:
-            await self.stream.send_all(data)
 
     # -- reader ----------------------------------------------------------
 
@@ -441,7 +289,7 @@ class Connection:
                 if self._recv_lot:
                     self._recv_lot.unpark_all()
         if core.pongs:
-            self._on_pongs(core.take_pongs())
+            self.pings.on_pongs(core.take_pongs())
         if not self._close_seen and core.close_received is not None:
             self._on_close_received()
         data = core.data_to_send()
@@ -645,15 +493,6 @@ class Connection:
         await cancel_shielded_checkpoint()
         return message
 
-    def receive_nowait_batch(self) -> list[str | bytes]:
-        """Take every buffered message at once (may be empty)."""
-        batch = list(self._inbox)
-        self._inbox.clear()
-        self._inbox_bytes = 0
-        if self._resume_lot:
-            self._resume_lot.unpark_all()
-        return batch
-
     def stop_reading(self) -> None:
         """The user will read no more: drop buffered and future messages."""
         self._discard = True
@@ -721,51 +560,20 @@ class Connection:
         if deadline < self._scope.deadline:
             self._scope.deadline = deadline
 
-    async def ping(self, payload: bytes = b"") -> float:
+    async def ping(self, payload: bytes | bytearray | memoryview = b"") -> float:
         """Send a Ping and wait for its Pong; returns the round trip in seconds."""
-        if not isinstance(payload, (bytes, bytearray, memoryview)):
-            raise TypeError("payload must be bytes-like")
-        payload = bytes(payload)
-        if len(payload) > 125:
-            raise ValueError("a ping payload is at most 125 bytes")
+        payload = self.pings.payload_for(payload)
         if self._send_error is not None:
             raise self._send_error.with_traceback(None)
         if not self.core.is_open:
             raise trio.ClosedResourceError("the connection is not open")
-        if not payload:
-            payload = os.urandom(4)
-            while payload in self._pings:
-                payload = os.urandom(4)
-        elif payload in self._pings:
-            raise ValueError("a ping with this payload is already waiting for its pong")
-        ping = _Ping(trio.current_time())
-        self._pings[payload] = ping
         self.core.send_ping(payload)
-        self.pings_sent += 1
         self._queue(self.core.data_to_send())
-        try:
-            await ping.event.wait()
-        finally:
-            self._pings.pop(payload, None)
-        if ping.rtt is None:  # the connection ended first
+        rtt = await self.pings.wait(payload)
+        if rtt is None:  # the connection ended first
             error = self._send_error or trio.ClosedResourceError("the connection is closed")
             raise error.with_traceback(None)
-        return ping.rtt
-
-    def _on_pongs(self, pongs: list[bytes]) -> None:
-        now = trio.current_time()
-        for pong in pongs:
-            self.pongs_received += 1
-            if pong not in self._pings:
-                continue  # unsolicited (5.5.3)
-            # A pong answers its ping and every earlier one.
-            for payload in list(self._pings):
-                ping = self._pings.pop(payload)
-                ping.rtt = now - ping.sent_at
-                ping.event.set()
-                if payload == pong:
-                    self.latency = ping.rtt
-                    break
+        return rtt
 
     # ------------------------------------------------------------------
     # The end
@@ -812,8 +620,7 @@ class Connection:
             self._set_ends(outcome, outcome)
         self._outbox = []
         self._out_bytes = 0
-        for ping in self._pings.values():
-            ping.event.set()
+        self.pings.release_all()
         self._recv_lot.unpark_all()
         self._send_lot.unpark_all()
         self._resume_lot.unpark_all()
@@ -837,7 +644,7 @@ class Connection:
             bytes_received=self.bytes_received,
             buffered_in=self._inbox_bytes,
             buffered_out=self._out_bytes,
-            pings_sent=self.pings_sent,
-            pongs_received=self.pongs_received,
-            latency=self.latency,
+            pings_sent=self.pings.pings_sent,
+            pongs_received=self.pings.pongs_received,
+            latency=self.pings.latency,
         )

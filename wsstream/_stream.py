@@ -240,7 +240,7 @@ class WebSocketStream:
     @property
     def latency(self) -> float | None:
         """The last measured ping round trip in seconds, ``None`` before any."""
-        return self._conn.latency
+        return self._conn.pings.latency
 
     async def ping(self, payload: bytes = b"") -> float:
         """Send a Ping and wait for the Pong; returns the round trip in seconds.

@@ -1,0 +1,90 @@
+"""Values: connection options, the close outcome, statistics, server hooks."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from typing import NamedTuple
+
+import attrs
+
+from ._http import Headers, Request, Response
+
+__all__ = ["CloseInfo", "Options", "ServerHooks", "Statistics"]
+
+
+class CloseInfo(NamedTuple):
+    """How a connection ended cleanly: the code and reason of the Close
+    frame received from the peer (1005 and ``""`` for a Close without body)."""
+
+    close_code: int
+    reason: str
+
+
+@attrs.frozen
+class Statistics:
+    """Counters of one connection, from :meth:`WebSocketStream.statistics`.
+
+    ``buffered_in`` is message payload waiting to be read by the user
+    (characters for text); ``buffered_out`` encoded bytes not yet written to
+    the socket. ``latency`` is the last ping round trip in seconds, ``None``
+    before the first pong.
+    """
+
+    messages_sent: int
+    messages_received: int
+    bytes_sent: int
+    bytes_received: int
+    buffered_in: int
+    buffered_out: int
+    pings_sent: int
+    pongs_received: int
+    latency: float | None
+
+
+@attrs.frozen
+class Options:
+    """Connection options shared by the client and the server; see the
+    docs of :class:`~wsstream.WebSocketStream` for each default and why."""
+
+    open_timeout: float | None = 10.0
+    close_timeout: float | None = 10.0
+    read_limit: int = 2**20
+    write_limit: int = 2**16
+    max_message_size: int | None = 2**20
+    compression: str | None = "deflate"
+    ping_interval: float | None = 20.0
+    ping_timeout: float | None = 20.0
+
+    def __attrs_post_init__(self) -> None:
+        for name in ("open_timeout", "close_timeout", "ping_interval", "ping_timeout"):
+            value = getattr(self, name)
+            if value is not None:
+                if not isinstance(value, (int, float)) or isinstance(value, bool):
+                    raise TypeError(f"{name} must be a number or None")
+                if not value > 0 or math.isnan(value):
+                    raise ValueError(f"{name} must be positive, not {value}")
+        for name in ("read_limit", "write_limit"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{name} must be an int")
+            if value < 0:
+                raise ValueError(f"{name} must not be negative")
+        if self.max_message_size is not None:
+            if not isinstance(self.max_message_size, int) or isinstance(
+                self.max_message_size, bool
+            ):
+                raise TypeError("max_message_size must be an int or None")
+            if self.max_message_size <= 0:
+                raise ValueError("max_message_size must be positive")
+        if self.compression not in ("deflate", None):
+            raise ValueError(f"compression must be 'deflate' or None, not {self.compression!r}")
+
+
+@attrs.frozen
+class ServerHooks:
+    """What the server side does with the client's request."""
+
+    select_subprotocol: Callable[[Request, Sequence[str]], str | None]
+    process_request: Callable[[Request], Awaitable[Response | None]]
+    response_headers: Headers
