@@ -109,6 +109,9 @@ class BrowserServer:
         self.observations: dict[str, Any] = {}
         self.http_requests: list[str] = []
         self.steps: dict[str, Coordination] = {}
+        #: Wraps a second `serve` that the page asks us (over /control,
+        #: "shutdown") to cancel: graceful shutdown closes with 1001.
+        self.shutdown_scope = trio.CancelScope()
         self.report_send, self.report_receive = trio.open_memory_channel[dict[str, Any]](1)
 
     def step(self, name: str) -> Coordination:
@@ -119,8 +122,9 @@ class BrowserServer:
     def process_request(self, request: wsstream.Request) -> wsstream.Response | None:
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return None
-        self.http_requests.append(request.path)
-        name = request.path.partition("?")[0].lstrip("/")
+        path = request.path.partition("?")[0]
+        self.http_requests.append(path)
+        name = path.lstrip("/")
         file = BROWSER_DIR / name
         if "/" in name or file.suffix not in CONTENT_TYPES or not file.is_file():
             return wsstream.Response(404, {"Content-Type": "text/plain"}, b"not found\n")
@@ -258,10 +262,19 @@ class BrowserServer:
             async for message in readable:
                 if message == "resume":
                     step.resume.set()
+                elif message == "shutdown":
+                    self.shutdown_scope.cancel()
+                    self.observations[f"{name}:shutdown_requested"] = True
                 elif message == "reading":
                     step.browser_reading.set()
                     await writable.send("ack")
             nursery.cancel_scope.cancel()
+
+    async def serve_until_shutdown(
+        self, *, task_status: trio.TaskStatus[list[trio.SocketListener]]
+    ) -> None:
+        with self.shutdown_scope:
+            await wsstream.serve(self.handler, "127.0.0.1", 0, task_status=task_status)
 
     async def report(self, wss: wsstream.WebSocketStream) -> None:
         readable, *_ = await wss.opened
@@ -318,7 +331,9 @@ async def run_page(chromium: str, page: str, workdir: Path) -> PageRun:
                 )
             )
             port = listeners[0].socket.getsockname()[1]
-            url = f"http://127.0.0.1:{port}/{page}.html"
+            doomed = await nursery.start(server.serve_until_shutdown)
+            doomed_port = doomed[0].socket.getsockname()[1]
+            url = f"http://127.0.0.1:{port}/{page}.html?shutdown={doomed_port}"
             with log_path.open("wb") as log:
                 process = await trio.lowlevel.open_process(
                     [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", url],
@@ -502,6 +517,15 @@ def test_stream_server_ping_answered_by_chromium(stream_run: PageRun) -> None:
     assert 0 < stream_run.observations["ping:rtt"] < 5
 
 
+def test_stream_server_shutdown_closes_with_1001(stream_run: PageRun) -> None:
+    assert stream_run.value("server_shutdown") == {"closeCode": 1001, "reason": ""}
+
+
+def test_stream_server_shutdown_gets_its_1001_echoed(stream_run: PageRun) -> None:
+    stream_run.value("server_shutdown")
+    assert stream_run.observations["closed:stream-shutdown"] == (1001, "")
+
+
 def test_stream_browser_write_stalls_while_server_does_not_read(stream_run: PageRun) -> None:
     value = stream_run.value("server_pauses_reading")
     assert value["stalledAfterBytes"] > 0
@@ -604,3 +628,9 @@ def test_classic_buffered_amount_grows_while_server_does_not_read(
 def test_classic_sends_all_arrive_after_server_resumes(classic_run: PageRun) -> None:
     value = classic_run.value("server_pauses_reading")
     assert value["server"] == {"bytes": value["sentBytes"], "messages": value["sentMessages"]}
+
+
+def test_classic_server_shutdown_closes_with_1001(classic_run: PageRun) -> None:
+    assert classic_run.value("server_shutdown") == {
+        "code": 1001, "reason": "", "wasClean": True
+    }

@@ -7,6 +7,9 @@
 
 const BASE = `ws://${location.host}`;
 const PAGE = document.documentElement.dataset.page;
+// A second wsstream server that /control cancels on "shutdown".
+const SHUTDOWN_BASE =
+  `ws://${location.hostname}:${new URLSearchParams(location.search).get("shutdown")}`;
 const results = {};
 
 function sleep(ms) {
