@@ -211,6 +211,27 @@ async def test_reading_pauses_at_read_limit_and_memory_stays_bounded() -> None:
         assert wss.statistics().buffered_in == 0
 
 
+async def test_close_with_a_full_readable_still_completes_the_closing_handshake(
+    autojump_clock: Any,
+) -> None:
+    async with open_client(read_limit=10, close_timeout=10) as (wss, peer):
+        for _ in range(4):
+            await peer.send(BINARY, b"z" * 100)
+        await trio.testing.wait_all_tasks_blocked()
+        start = trio.current_time()
+        wss.close(3000, "bye")
+        assert await peer.expect_close() == (3000, "bye")
+        await peer.send(BINARY, b"late" * 10)  # in flight when our Close arrived
+        await peer.send_close(3000, "bye")
+        await peer.stream.aclose()
+        assert await wss.closed == (3000, "bye")
+        assert trio.current_time() - start < 10
+        readable, *_ = await wss.opened
+        assert await readable.receive() == b"z" * 100  # what was buffered is kept
+        stats = wss.statistics()
+        assert stats.messages_discarded >= 1  # what came over the limit was not
+
+
 async def test_send_blocks_over_write_limit_until_the_peer_reads() -> None:
     async with open_client(lockstep=True, write_limit=1000) as (wss, peer):
         _, writable, *_ = await wss.opened

@@ -53,3 +53,35 @@ async def _echo(wss: wsstream.WebSocketStream) -> None:
     readable, writable, *_ = await wss.opened
     async for message in readable:
         await writable.send(message)
+
+
+async def test_a_handler_closing_with_a_full_readable_closes_cleanly_on_both_sides(
+    server: Server,
+) -> None:
+    # The handler never reads: its readable is over read_limit, yet its Close
+    # must still be answered and read (found by the WPT translation work).
+    outcome: list[object] = []
+    buffered = trio.Event()
+
+    async def handler(wss: wsstream.WebSocketStream) -> None:
+        await wss.opened
+        while wss.statistics().buffered_in == 0:
+            await trio.sleep(0.01)
+        buffered.set()
+        wss.close(4567)
+        try:
+            outcome.append(await wss.closed)
+        except wsstream.WebSocketError as exc:
+            outcome.append(exc)
+
+    url = await server.start(handler, read_limit=1)
+    async with wsstream.WebSocketStream(url) as wss:
+        _, writable, *_ = await wss.opened
+        await writable.send(b"x" * 1000)
+        with trio.fail_after(5):  # close_timeout is 10 s
+            assert await wss.closed == (4567, "")
+    with trio.fail_after(5):
+        await buffered.wait()
+        while not outcome:
+            await trio.sleep(0.01)
+    assert outcome == [(4567, "")]

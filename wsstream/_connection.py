@@ -111,6 +111,9 @@ class Connection:
         self._paused = False
         self._pause_epoch = 0
         self._discard = False  # drop incoming messages: nobody will read them
+        # We sent a Close: reading never pauses again (the peer's Close must
+        # get through), and messages over read_limit are dropped instead.
+        self._closing = False
         self._recv_lot = ParkingLot()
         self._resume_lot = ParkingLot()
         # What receive() raises once the inbox is empty: EndOfChannel (clean
@@ -149,6 +152,7 @@ class Connection:
         # Statistics.
         self.messages_sent = 0
         self.messages_received = 0
+        self.messages_discarded = 0
         self.bytes_sent = 0
         self.bytes_received = 0
 
@@ -251,10 +255,12 @@ class Connection:
         receive_some = stream.receive_some
         process = self._process_incoming
         while not core.is_closed:
-            if self._inbox_bytes >= self._read_limit and not self._discard:
+            if self._inbox_bytes >= self._read_limit and not (self._discard or self._closing):
                 self._paused = True
                 self._pause_epoch += 1
-                while self._inbox_bytes > self._resume_at and not self._discard:
+                while self._inbox_bytes > self._resume_at and not (
+                    self._discard or self._closing
+                ):
                     await self._resume_lot.park()
                 self._paused = False
             # Near the limit, read less: what one read brings in lands in the
@@ -279,12 +285,23 @@ class Connection:
         messages = core.take_messages()
         if messages:
             self.messages_received += len(messages)
-            if not self._discard:
+            if self._discard:
+                self.messages_discarded += len(messages)
+            else:
                 inbox = self._inbox
                 n = self._inbox_bytes
-                for message in messages:
-                    n += len(message)
-                    inbox.append(message)
+                if self._closing:
+                    limit = self._read_limit
+                    for message in messages:
+                        if n >= limit:
+                            self.messages_discarded += 1
+                        else:
+                            n += len(message)
+                            inbox.append(message)
+                else:
+                    for message in messages:
+                        n += len(message)
+                        inbox.append(message)
                 self._inbox_bytes = n
                 if self._recv_lot:
                     self._recv_lot.unpark_all()
@@ -334,6 +351,8 @@ class Connection:
         if failure is None or self.error is not None:
             return
         code, reason = failure
+        self._closing = True
+        self._resume_lot.unpark_all()
         error = WebSocketError._build(
             f"the connection failed: {reason or code}", code, reason
         )
@@ -531,6 +550,8 @@ class Connection:
                 self._close_initiated = True
             core.send_close(code, reason)
             self._queue(core.data_to_send())
+        self._closing = True
+        self._resume_lot.unpark_all()
         self._arm_close_deadline()
 
     def abort(self, exc: WebSocketError) -> None:
@@ -640,6 +661,7 @@ class Connection:
         return Statistics(
             messages_sent=self.messages_sent,
             messages_received=self.messages_received,
+            messages_discarded=self.messages_discarded,
             bytes_sent=self.bytes_sent,
             bytes_received=self.bytes_received,
             buffered_in=self._inbox_bytes,

@@ -28,11 +28,15 @@ class Statistics:
     ``buffered_in`` is message payload waiting to be read by the user
     (characters for text); ``buffered_out`` encoded bytes not yet written to
     the socket. ``latency`` is the last ping round trip in seconds, ``None``
-    before the first pong.
+    before the first pong. ``messages_discarded`` counts messages received
+    but never offered to the user: after the readable was closed or the
+    ``async with`` was left, or, once this side sent its Close, those that
+    found the buffer over ``read_limit``.
     """
 
     messages_sent: int
     messages_received: int
+    messages_discarded: int
     bytes_sent: int
     bytes_received: int
     buffered_in: int
