@@ -216,19 +216,19 @@ async def serve(
         process_request=process_request, origins=origins, response_headers=response_headers,
         server_header=server_header, secure=ssl_context is not None, options=Options(**options),
     )
-    listeners: list[Any] = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
+    sockets = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
+    listeners: list[Any] = list(sockets)
     if ssl_context is not None:
         listeners = [
             trio.SSLListener(listener, ssl_context, https_compatible=True)
-            for listener in listeners
+            for listener in sockets
         ]
     server = _Server(config)
     async with trio.open_nursery() as connections:
         try:
-            await trio.serve_listeners(
-                server.handle, listeners, handler_nursery=connections,
-                task_status=task_status,
-            )
+            # The TCP listeners, TLS or not, so that callers can read the port.
+            task_status.started(sockets)
+            await trio.serve_listeners(server.handle, listeners, handler_nursery=connections)
         finally:
             server.shutdown()
     raise AssertionError("serve_listeners returned")  # pragma: no cover
