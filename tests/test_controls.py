@@ -3,7 +3,6 @@ headers, statistics. Real TCP (and TLS) on 127.0.0.1."""
 
 from __future__ import annotations
 
-import ssl
 from typing import Any
 
 import pytest
