@@ -155,8 +155,12 @@ class BrowserServer:
                 await self.paused_reader(wss, step)
             elif path == "/flood":
                 await self.flood(wss, step)
+            elif path == "/flood-until-closed":
+                await self.flood_until_closed(wss, step)
             elif path == "/control":
                 await self.control(wss, step)
+            elif path == "/echo-once":
+                await self.echo_once(wss)
             elif path == "/ping":
                 await self.ping(wss)
             elif path == "/report":
@@ -168,6 +172,18 @@ class BrowserServer:
         readable, writable, *_ = await wss.opened
         async for message in readable:
             await writable.send(message)
+
+    async def echo_once(self, wss: wsstream.WebSocketStream) -> None:
+        """Echoes until the page closes; records how the readable ended."""
+        readable, writable, *_ = await wss.opened
+        try:
+            async for message in readable:
+                await writable.send(message)
+        except wsstream.WebSocketError as exc:
+            outcome = f"{type(exc).__name__}({exc.close_code}): {exc}"
+        else:
+            outcome = "EndOfChannel"
+        self.observations.setdefault("echo-once", []).append(outcome)
 
     async def subprotocol(self, wss: wsstream.WebSocketStream) -> None:
         readable, writable, _, protocol = await wss.opened
@@ -248,17 +264,47 @@ class BrowserServer:
             step.send_stalled.set()  # let the page go on, and fail on our side
         await writable.send(json.dumps({"bytes": count * FLOOD_CHUNK, "messages": count}))
 
+    async def flood_until_closed(self, wss: wsstream.WebSocketStream, name: str) -> None:
+        """Sends until send() stalls; the page then closes without reading:
+        the stalled send() must end (not hang), and `closed` must settle."""
+        readable, writable, *_ = await wss.opened
+        step = self.step(name)
+        chunk = os.urandom(FLOOD_CHUNK)
+        for _ in range(FLOOD_MAX_MESSAGES):
+            with trio.move_on_after(STALL_SECONDS) as attempt:
+                await writable.send(chunk)
+            if attempt.cancelled_caught:
+                break
+        else:
+            self.observations[f"{name}:send"] = "never stalled"
+            return
+        step.send_stalled.set()
+        started = trio.current_time()
+        try:
+            await writable.send(chunk)
+        except Exception as exc:
+            self.observations[f"{name}:send"] = (
+                type(exc).__name__, getattr(exc, "close_code", None)
+            )
+        else:
+            self.observations[f"{name}:send"] = "returned"
+        self.observations[f"{name}:send_ended_after"] = trio.current_time() - started
+        try:
+            self.observations[f"{name}:closed"] = tuple(await wss.closed)
+        except wsstream.WebSocketError as exc:
+            self.observations[f"{name}:closed"] = ("error", exc.close_code)
+        self.observations[f"{name}:closed_after"] = trio.current_time() - started
+
     async def control(self, wss: wsstream.WebSocketStream, name: str) -> None:
         readable, writable, *_ = await wss.opened
         step = self.step(name)
         async with trio.open_nursery() as nursery:
-            if name.endswith("browser_pauses_reading"):
 
-                async def read_now() -> None:
-                    await step.send_stalled.wait()
-                    await writable.send("read-now")
+            async def read_now() -> None:  # for the steps with a flood
+                await step.send_stalled.wait()
+                await writable.send("read-now")
 
-                nursery.start_soon(read_now)
+            nursery.start_soon(read_now)
             async for message in readable:
                 if message == "resume":
                     step.resume.set()
@@ -524,6 +570,42 @@ def test_stream_server_shutdown_closes_with_1001(stream_run: PageRun) -> None:
 def test_stream_server_shutdown_gets_its_1001_echoed(stream_run: PageRun) -> None:
     stream_run.value("server_shutdown")
     assert stream_run.observations["closed:stream-shutdown"] == (1001, "")
+
+
+def test_stream_readable_ends_cleanly_when_browser_closes_after_last_echo(
+    stream_run: PageRun,
+) -> None:
+    # 20 connections: the page sends one message, reads its echo (so every
+    # byte the server sent has arrived) and closes with 1000. The handler's
+    # `async for` must then just end (API.md: clean close -> EndOfChannel).
+    # Known wsstream race (reported, not hidden): the engine counts bytes as
+    # "unsent" until send_all() returns, so a fast peer's Close can be taken
+    # for "closed with messages still unsent" (WebSocketError). A Python peer
+    # in another process hits it ~25% of connections; Chromium rarely.
+    stream_run.value("clean_close_after_echo")
+    assert stream_run.observations["echo-once"] == ["EndOfChannel"] * 20
+
+
+def test_stream_close_while_server_send_stalled_ends_the_send(stream_run: PageRun) -> None:
+    # The page does not read, the server's send() is stalled, the page
+    # closes with 4002: the stalled send() ends at once with the peer's code.
+    observations = stream_run.observations
+    assert (
+        observations["close_while_server_send_stalled:send"],
+        observations["close_while_server_send_stalled:send_ended_after"] < 2,
+    ) == (("WebSocketError", 4002), True)
+
+
+def test_stream_close_while_server_send_stalled_settles_closed(stream_run: PageRun) -> None:
+    # The server's Close echo is stuck behind megabytes already in the socket
+    # buffers, which Chromium never reads (see the page: its own `closed`
+    # stays pending). `closed` settles at close_timeout (10 s), as an
+    # unclean close carrying the code the peer sent.
+    observations = stream_run.observations
+    assert (
+        observations["close_while_server_send_stalled:closed"],
+        observations["close_while_server_send_stalled:closed_after"] < 15,
+    ) == (("error", 4002), True)
 
 
 def test_stream_browser_write_stalls_while_server_does_not_read(stream_run: PageRun) -> None:
