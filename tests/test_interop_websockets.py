@@ -433,3 +433,47 @@ async def test_message_over_websockets_servers_max_size_gives_its_1009_close(
     # websockets fails the connection as RFC 6455 7.1.7 says: its Close, then
     # TCP closed at once, without reading our echo; so it reports 1006.
     assert report["close_code"] == 1006
+
+
+# A clean Close right after the peer got our last message must stay clean (the
+# flusher's completed write is accounted before the close is judged).
+@pytest.mark.parametrize("compression", ["deflate", None])
+async def test_websockets_client_round_trips_through_our_server(
+    server: Server, compression: str | None
+) -> None:
+    recorder = Recorder()
+    url = await server.start(recorder, compression=compression, max_message_size=MAX_SIZE)
+    report = await run_websockets_client(url + "/x", "echo", *compression_args(compression))
+    messages = sample_messages()
+    assert report["received"] == [digest(m) for m in messages]
+    check_extensions(report["extensions"], compression)
+    assert report["protocol"] is None
+    assert (report["close_code"], report["close_reason"]) == (1000, "")
+    await recorder.wait()
+    assert recorder.opened is not None
+    check_extensions(recorder.opened.extensions, compression)
+    assert recorder.received == messages
+    assert recorder.outcome == (1000, "")
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "expected"),
+    [
+        ("1000", "", (1000, "")),
+        ("4001", "au revoir ✓ ünïcödé 😀", (4001, "au revoir ✓ ünïcödé 😀")),
+        ("4999", LONGEST_REASON, (4999, LONGEST_REASON)),
+        ("none", "", (1005, "")),
+    ],
+    ids=["1000", "4001-unicode", "4999-123-bytes", "no-body-1005"],
+)
+async def test_websockets_client_close_code_and_reason_reach_our_server(
+    server: Server, code: str, reason: str, expected: tuple[int, str]
+) -> None:
+    recorder = Recorder()
+    url = await server.start(recorder)
+    report = await run_websockets_client(url, "close", "--code", code, "--reason", reason)
+    # Our server echoes the Close frame it received.
+    assert (report["close_code"], report["close_reason"]) == expected
+    await recorder.wait()
+    assert recorder.received == ["hi"]
+    assert recorder.outcome == expected

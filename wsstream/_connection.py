@@ -140,6 +140,8 @@ class Connection:
         # Closing.
         self._close_initiated = False  # we sent a Close before receiving one
         self._close_seen = False
+        self._close_pending = False  # the peer's Close is in, cleanliness undecided
+        self._held: list[bytes] = []  # output held until then (the Close echo)
         self._unclean: WebSocketError | None = None
         self.error: WebSocketError | None = None  # the connection's error, once known
 
@@ -278,6 +280,13 @@ class Connection:
             else:
                 core.receive_eof()
             process()
+            if self._close_pending:
+                # One schedule point lets a flusher whose write completed
+                # account for it (trio runs every runnable task before the
+                # reader resumes), so a clean close is not mistaken for one
+                # with unsent messages.
+                await cancel_shielded_checkpoint()
+                self._settle_close()
 
     def _process_incoming(self) -> None:
         """Move what the core produced to the inbox and the outbox."""
@@ -310,7 +319,9 @@ class Connection:
         if not self._close_seen and core.close_received is not None:
             self._on_close_received()
         data = core.data_to_send()
-        if data:
+        if data and self._close_pending:
+            self._held.extend(data)  # the Close echo waits for the decision
+        elif data:
             n = self._queue(data)
             self._ctrl_pending += n
             if self._ctrl_pending + self._ctrl_inflight > MAX_PENDING_CONTROL:
@@ -320,31 +331,48 @@ class Connection:
         if not core.is_open:
             self._arm_close_deadline()
 
+    def _unwritten(self) -> int:
+        """Bytes of our messages not known to be written to the stream."""
+        return self._out_bytes - self._ctrl_pending - self._ctrl_inflight
+
     def _on_close_received(self) -> None:
         self._close_seen = True
-        code, reason = self.core.close_received  # type: ignore[misc]
         if self.core.protocol_failure is not None:
             return
-        unwritten = self._out_bytes - self._ctrl_pending - self._ctrl_inflight
-        if not self._close_initiated and unwritten > 0:
-            # The peer closed while our messages were still unwritten: they
-            # will never be read, so drop what is not on the wire yet and let
-            # the Close echo go out at once (RFC 6455 5.5.1 allows it); the
+        if not self._close_initiated and self._unwritten() > 0:
+            # Maybe our messages are still unwritten; maybe the flusher's
+            # last write just finished and it has not run since to say so.
+            # The reader lets it run once, then decides (_settle_close).
+            self._close_pending = True
+            return
+        self._settle_close()
+
+    def _settle_close(self) -> None:
+        """The peer's Close is in: decide whether the close is clean."""
+        self._close_pending = False
+        code, reason = self.core.close_received  # type: ignore[misc]
+        if not self._close_initiated and self._unwritten() > 0:
+            # The peer closed while our messages were unwritten: they will
+            # never be read, so drop what is not on the wire yet and let the
+            # Close echo go out at once (RFC 6455 5.5.1 allows it). Such a
             # close is not clean (the browser's remote-close rule).
             self._drop_pending_output()
             self._unclean = WebSocketError._build(
                 "the peer closed the connection with messages still unsent", code, reason
             )
             self._set_ends(self._unclean, self._unclean)
-            return
-        if self._send_error is None:
-            self._send_error = WebSocketError._build(
-                "the peer closed the connection", code, reason
-            )
-            self._send_lot.unpark_all()
-        if self._recv_end is None:
-            self._recv_end = trio.EndOfChannel()
-            self._recv_lot.unpark_all()
+        else:
+            if self._send_error is None:
+                self._send_error = WebSocketError._build(
+                    "the peer closed the connection", code, reason
+                )
+                self._send_lot.unpark_all()
+            if self._recv_end is None:
+                self._recv_end = trio.EndOfChannel()
+                self._recv_lot.unpark_all()
+        held, self._held = self._held, []
+        if held:
+            self._ctrl_pending += self._queue(held)
 
     def _on_failure(self) -> None:
         failure = self.core.protocol_failure
