@@ -1,22 +1,81 @@
-"""Command line: ``python -m wsstream demo`` (and ``serve --echo``)."""
+"""wsstream's command line: a demo, an interactive client, an echo server, a benchmark.
+
+  python -m wsstream demo                          what wsstream does, in one second
+  python -m wsstream connect ws://127.0.0.1:8765/  send stdin lines, print messages
+  python -m wsstream serve --echo 8765             an echo server on 127.0.0.1:8765
+  python -m wsstream bench ws://127.0.0.1:8765/    round trips and throughput
+
+Errors are one line on stderr and a non-zero exit status.
+"""
 
 from __future__ import annotations
 
 import argparse
+import functools
+import json
+import math
 import os
+import ssl
+import statistics
 import sys
+import time
+from collections.abc import Sequence
+from typing import Any, TextIO
 
 import trio
 
-from ._errors import WebSocketError
+from ._errors import HandshakeError, WebSocketError
 from ._server import serve
 from ._stream import WebSocketStream
+
+# Exit statuses: 0 clean close, 1 the connection failed or ended abnormally,
+# 2 bad command line (argparse's own), 130 interrupted.
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+#: Close codes for which ``connect`` exits with status 0: normal closure,
+#: going away (a server shutting down), and a Close without a code.
+NORMAL_CLOSE_CODES = frozenset({1000, 1001, 1005})
+
+
+class CliError(Exception):
+    """A failure to report as one line on stderr (exit status 1)."""
+
+
+def _describe(exc: BaseException) -> str:
+    """One line saying what went wrong with a connection."""
+    if isinstance(exc, HandshakeError) and exc.status is not None:
+        line = f"handshake rejected: HTTP {exc.status}"
+        body = exc.body.decode("utf-8", "replace").strip().splitlines()
+        if body:
+            line += f": {body[0][:200]}"
+        return line
+    if isinstance(exc, WebSocketError):
+        text = exc.message or type(exc).__name__
+        if exc.close_code is not None and exc.close_code != 1006:
+            text += f" (close code {exc.close_code}"
+            text += f", reason {exc.reason!r})" if exc.reason else ")"
+        return text
+    return str(exc) or type(exc).__name__
+
+
+def _err(line: str) -> None:
+    print(f"wsstream: {line}", file=sys.stderr, flush=True)
+
+
+# -- demo -------------------------------------------------------------------
 
 
 async def _echo(wss: WebSocketStream) -> None:
     readable, writable, *_ = await wss.opened
-    async for message in readable:
-        await writable.send(message)
+    try:
+        async for message in readable:
+            await writable.send(message)
+    except WebSocketError:
+        # The peer closed (or the connection failed) while we were echoing;
+        # nothing to report, and no reason to log a traceback.
+        pass
 
 
 async def _demo() -> None:
@@ -77,35 +136,399 @@ async def _demo() -> None:
     print("demo finished")
 
 
-async def _serve_echo(host: str, port: int) -> None:
+# -- options shared by connect and bench -------------------------------------
+
+
+def _client_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "protocols": args.subprotocol,
+        "headers": args.header,
+        "compression": None if args.no_compression else "deflate",
+        "open_timeout": args.open_timeout,
+    }
+    if args.cafile or args.insecure:
+        context = ssl.create_default_context(cafile=args.cafile)
+        if args.insecure:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        options["ssl_context"] = context
+    return options
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME:VALUE, got {text!r}")
+    return name.strip(), value.strip()
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {value}")
+    return value
+
+
+def _add_client_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("url", help="ws:// or wss:// URL (http:// and https:// work too)")
+    parser.add_argument("-H", "--header", action="append", type=_header, default=[],
+                        metavar="NAME:VALUE", help="extra request header (repeatable)")
+    parser.add_argument("-s", "--subprotocol", action="append", default=[], metavar="NAME",
+                        help="subprotocol to offer (repeatable, in order of preference)")
+    parser.add_argument("--no-compression", action="store_true",
+                        help="do not offer permessage-deflate")
+    parser.add_argument("--cafile", metavar="PEM",
+                        help="trust this CA certificate for wss:// (e.g. a test CA)")
+    parser.add_argument("-k", "--insecure", action="store_true",
+                        help="wss:// without verifying the server's certificate")
+    parser.add_argument("--open-timeout", type=float, default=10.0, metavar="SECONDS",
+                        help="time allowed for TCP, TLS and the handshake (default: 10)")
+
+
+async def _open(wss: WebSocketStream) -> Any:
+    try:
+        return await wss.opened
+    except WebSocketError as exc:
+        raise CliError(f"cannot connect to {wss.url}: {_describe(exc)}") from None
+
+
+# -- connect ----------------------------------------------------------------
+
+
+async def _connect(args: argparse.Namespace, stdin: TextIO | None = None) -> int:
+    """Send stdin's lines, print each message; on EOF close with 1000."""
+    source = sys.stdin if stdin is None else stdin
+    out = sys.stdout
+    async with WebSocketStream(args.url, **_client_options(args)) as wss:
+        readable, writable, extensions, protocol = await _open(wss)
+        details = "".join(
+            f", {name} {value!r}"
+            for name, value in (("subprotocol", protocol), ("extensions", extensions))
+            if value
+        )
+        print(f"connected to {wss.url}{details}; Ctrl-D closes", file=sys.stderr, flush=True)
+
+        async def pump_stdin() -> None:
+            while True:
+                line = await trio.to_thread.run_sync(source.readline, abandon_on_cancel=True)
+                if not line:
+                    # EOF: the clean close that the user asked for, once the
+                    # replies to the last lines had time to arrive (a peer
+                    # that receives our Close stops sending at once).
+                    await trio.sleep(args.linger)
+                    wss.close(1000)
+                    return
+                text = line.removesuffix("\n").removesuffix("\r")
+                try:
+                    await writable.send(text.encode() if args.binary else text)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return  # the connection ended; the reader reports how
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(pump_stdin)
+            try:
+                async for message in readable:
+                    if isinstance(message, str):
+                        out.write(message + "\n")
+                        out.flush()
+                    else:
+                        out.flush()
+                        out.buffer.write(message + b"\n")
+                        out.buffer.flush()
+            except WebSocketError:
+                pass  # the same error comes from `closed`, below
+            nursery.cancel_scope.cancel()
+        try:
+            info = await wss.closed
+        except WebSocketError as exc:
+            raise CliError(f"connection closed abnormally: {_describe(exc)}") from None
+    reason = f", reason {info.reason!r}" if info.reason else ""
+    print(f"closed: code {info.close_code}{reason}", file=sys.stderr, flush=True)
+    return EXIT_OK if info.close_code in NORMAL_CLOSE_CODES else EXIT_ERROR
+
+
+# -- serve --------------------------------------------------------------------
+
+
+def _url_of(sockname: Any, secure: bool) -> str:
+    host, port = sockname[0], sockname[1]
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{'wss' if secure else 'ws'}://{host}:{port}/"
+
+
+async def _serve_echo(host: str, port: int, options: dict[str, Any] | None = None) -> None:
+    options = dict(options or {})
+    secure = options.get("ssl_context") is not None
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(serve, _echo, host, port)
+        listeners = await nursery.start(functools.partial(serve, _echo, host, port, **options))
         for listener in listeners:
-            print("echo server listening on", listener.socket.getsockname(), flush=True)
+            sock = getattr(listener, "socket", None) or listener.transport_listener.socket
+            print("echo server listening on", _url_of(sock.getsockname(), secure), flush=True)
+
+
+# -- bench --------------------------------------------------------------------
+
+
+class Progress:
+    """A progress line on stderr: redrawn in place on a terminal, a few plain
+    lines otherwise (so that logs stay readable)."""
+
+    def __init__(self, stream: TextIO, label: str, total: int, unit: str) -> None:
+        self.stream = stream
+        self.label = label
+        self.total = total
+        self.unit = unit
+        self.tty = stream.isatty()
+        self.start = time.perf_counter()
+        self.last_draw = 0.0
+        self.next_quarter = 0.25
+        if not self.tty:
+            self._line(f"{label}: {total} {unit}...")
+
+    def _line(self, text: str) -> None:
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def update(self, done: int, extra: str = "") -> None:
+        fraction = done / self.total if self.total else 1.0
+        now = time.perf_counter()
+        if self.tty:
+            if now - self.last_draw < 0.1 and done < self.total:
+                return
+            self.last_draw = now
+            width = 30
+            filled = int(width * fraction)
+            bar = "#" * filled + "-" * (width - filled)
+            self.stream.write(
+                f"\r{self.label:<12} [{bar}] {fraction * 100:5.1f}% "
+                f"{done}/{self.total} {self.unit} {extra}\x1b[K"
+            )
+            self.stream.flush()
+        elif fraction >= self.next_quarter and done < self.total:
+            while fraction >= self.next_quarter:
+                self.next_quarter += 0.25
+            self._line(f"{self.label}: {fraction * 100:.0f}% {extra}".rstrip())
+
+    def finish(self, summary: str) -> None:
+        elapsed = time.perf_counter() - self.start
+        if self.tty:
+            self.stream.write("\r\x1b[K")
+        self._line(f"{self.label}: done in {elapsed:.2f} s; {summary}")
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))
+    return ordered[index]
+
+
+async def _bench(args: argparse.Namespace) -> int:
+    """Round trips one message at a time, then a stream of messages both ways."""
+    err = sys.stderr
+    options = _client_options(args)
+    # A benchmark must not fail on the size it chose: allow echoes of it.
+    options["max_message_size"] = max(2**20, args.size * 2)
+    # Random bytes are incompressible: deflate cannot flatter the numbers.
+    payload: str | bytes = "x" * args.size if args.text else os.urandom(args.size)
+    results: dict[str, Any] = {"url": args.url, "size": args.size}
+    async with WebSocketStream(args.url, **options) as wss:
+        readable, writable, extensions, _ = await _open(wss)
+        results["extensions"] = extensions
+
+        async def expect_echo() -> None:
+            try:
+                reply = await readable.receive()
+            except trio.EndOfChannel:
+                raise CliError("the server closed the connection: is it an echo server?") from None
+            if len(reply) != len(payload) or type(reply) is not type(payload):
+                raise CliError("the reply is not an echo of the message: is it an echo server?")
+
+        try:
+            # 1. Round trips: one message out, wait for its echo, again.
+            progress = Progress(err, "round trips", args.round_trips, "messages")
+            rtts: list[float] = []
+            for i in range(args.round_trips):
+                t0 = time.perf_counter()
+                await writable.send(payload)
+                await expect_echo()
+                rtts.append(time.perf_counter() - t0)
+                progress.update(i + 1)
+            median = statistics.median(rtts)
+            results["round_trip_ms"] = {
+                "min": min(rtts) * 1e3, "median": median * 1e3,
+                "p99": _percentile(rtts, 0.99) * 1e3, "max": max(rtts) * 1e3,
+            }
+            progress.finish(f"median {median * 1e3:.3f} ms")
+
+            # 2. Throughput: the writer never waits for echoes (only for
+            # backpressure); the reader counts them.
+            progress = Progress(err, "throughput", args.count, "messages")
+            start = time.perf_counter()
+            received = 0
+
+            async def writer() -> None:
+                for _ in range(args.count):
+                    await writable.send(payload)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(writer)
+                while received < args.count:
+                    await expect_echo()
+                    received += 1
+                    elapsed = time.perf_counter() - start
+                    rate = received * args.size / elapsed / 2**20 if elapsed else 0.0
+                    progress.update(received, f"{rate:.1f} MiB/s")
+            elapsed = time.perf_counter() - start
+            results["throughput"] = {
+                "messages": args.count,
+                "seconds": elapsed,
+                "messages_per_s": args.count / elapsed,
+                "mib_per_s_each_way": args.count * args.size / elapsed / 2**20,
+            }
+            progress.finish(f"{args.count / elapsed:,.0f} messages/s")
+            results["ping_ms"] = await wss.ping() * 1e3
+        except WebSocketError as exc:
+            raise CliError(f"connection failed during the benchmark: {_describe(exc)}") from None
+        wss.close(1000)
+    _print_bench(results, args.json)
+    return EXIT_OK
+
+
+def _print_bench(results: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(results, indent=2))
+        return
+    rtt = results["round_trip_ms"]
+    tp = results["throughput"]
+    print(f"wsstream bench {results['url']}: {results['size']}-byte messages, "
+          f"extensions {results['extensions'] or 'none'!r}")
+    print(f"  round trip (ms): min {rtt['min']:.3f}  median {rtt['median']:.3f}  "
+          f"p99 {rtt['p99']:.3f}  max {rtt['max']:.3f}")
+    print(f"  throughput: {tp['messages_per_s']:,.0f} messages/s, "
+          f"{tp['mib_per_s_each_way']:.2f} MiB/s each way "
+          f"({tp['messages']} messages in {tp['seconds']:.2f} s)")
+    print(f"  ping (control frame) round trip: {results['ping_ms']:.3f} ms")
+
+
+# -- main -----------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wsstream", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("demo", help="run a local echo server and client and show what happens",
+                   description="Run an echo server on 127.0.0.1 and a client against it: "
+                   "text, binary, backpressure, ping and close.")
+
+    connect = sub.add_parser(
+        "connect", help="interactive client: send stdin lines, print messages",
+        description="Connect to URL; every line read on stdin is sent as a message (text, "
+        "or binary with --binary); every message received is printed on stdout, one per "
+        "line (binary messages as raw bytes). End of stdin (Ctrl-D) closes with 1000 "
+        "after --linger seconds; the close code is printed on stderr. Exit status 0 "
+        "when the connection closed with 1000, 1001 or 1005, else 1 (another close code, "
+        "a failed or dropped connection).",
+    )
+    _add_client_options(connect)
+    connect.add_argument("-b", "--binary", action="store_true",
+                         help="send each line as a binary message (UTF-8, without newline)")
+    connect.add_argument("--linger", type=float, default=0.5, metavar="SECONDS",
+                         help="after end of stdin, keep printing messages this long "
+                         "before closing (default: 0.5)")
+
+    serve_parser = sub.add_parser(
+        "serve", help="run a server",
+        description="Serve WebSocket on HOST:PORT until interrupted (Ctrl-C closes every "
+        "connection with 1001). PORT 0 picks a free port; the listening URL is printed.",
+    )
+    serve_parser.add_argument("--echo", action="store_true", required=True,
+                              help="echo every message back")
+    serve_parser.add_argument("host", nargs="?", default="127.0.0.1",
+                              help="address to bind (default: 127.0.0.1)")
+    serve_parser.add_argument("port", type=int)
+    serve_parser.add_argument("--no-compression", action="store_true",
+                              help="refuse permessage-deflate")
+    serve_parser.add_argument("--max-message-size", type=_positive_int, default=2**20,
+                              metavar="BYTES", help="largest message accepted (default: 1 MiB)")
+    serve_parser.add_argument("--certfile", metavar="PEM",
+                              help="serve wss:// with this certificate chain")
+    serve_parser.add_argument("--keyfile", metavar="PEM",
+                              help="private key for --certfile (if not in the same file)")
+
+    bench = sub.add_parser(
+        "bench", help="measure round trips and throughput against an echo server",
+        description="Against any echo server: first ROUND_TRIPS messages one at a time "
+        "(send, wait for the echo), then COUNT messages streamed both ways at once. "
+        "Progress goes to stderr, results to stdout.",
+    )
+    _add_client_options(bench)
+    bench.add_argument("--size", type=_positive_int, default=1024, metavar="BYTES",
+                       help="message size (default: 1024)")
+    bench.add_argument("--count", type=_positive_int, default=10_000,
+                       help="messages for the throughput phase (default: 10000)")
+    bench.add_argument("--round-trips", type=_positive_int, default=1000, metavar="N",
+                       help="messages for the round-trip phase (default: 1000)")
+    bench.add_argument("--text", action="store_true",
+                       help="text messages ('x' * size, compressible) instead of random bytes")
+    bench.add_argument("--json", action="store_true", help="print the results as JSON")
+    return parser
+
+
+def _single(exc: BaseException) -> BaseException:
+    """The one exception that matters in a group raised through nurseries."""
+    while isinstance(exc, BaseExceptionGroup):
+        inner = [e for e in exc.exceptions if not isinstance(e, trio.Cancelled)]
+        if len(inner) != 1:
+            return exc
+        exc = inner[0]
+    return exc
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m wsstream`` and the ``wsstream`` script."""
-    parser = argparse.ArgumentParser(prog="wsstream", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", help="run a local echo server and client and show what happens")
-    serve_parser = sub.add_parser("serve", help="run a server")
-    serve_parser.add_argument("--echo", action="store_true", required=True,
-                              help="echo every message back")
-    serve_parser.add_argument("host", nargs="?", default="127.0.0.1")
-    serve_parser.add_argument("port", type=int)
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
     try:
-        if args.command == "demo":
-            trio.run(_demo)
-        else:
-            trio.run(_serve_echo, args.host, args.port)
+        try:
+            return _run(args)
+        except BaseExceptionGroup as group:
+            exc = _single(group)
+            if exc is group:
+                raise
+            raise exc from None
     except KeyboardInterrupt:
-        return 130
-    except OSError as exc:
-        print(f"wsstream: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        return EXIT_INTERRUPTED
+    except CliError as exc:
+        _err(str(exc))
+        return EXIT_ERROR
+    except (OSError, ValueError, TypeError) as exc:
+        # OSError: a port in use, a missing file, a TLS setup error;
+        # ValueError/TypeError: a bad URL or option, reported before any I/O.
+        _err(str(exc))
+        return EXIT_ERROR
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        trio.run(_demo)
+        return EXIT_OK
+    if args.command == "connect":
+        return trio.run(_connect, args)
+    if args.command == "bench":
+        return trio.run(_bench, args)
+    options: dict[str, Any] = {
+        "compression": None if args.no_compression else "deflate",
+        "max_message_size": args.max_message_size,
+    }
+    if args.certfile:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.certfile, args.keyfile)
+        options["ssl_context"] = context
+    trio.run(_serve_echo, args.host, args.port, options)
+    return EXIT_OK
 
 
 if __name__ == "__main__":
