@@ -4,6 +4,19 @@ The guide is in docs/; the public names are exactly those in ``__all__``.
 """
 
 from ._channels import Message, OpenInfo, Readable, Writable
+from ._classic import (
+    CLOSED,
+    CLOSING,
+    CONNECTING,
+    OPEN,
+    CloseEvent,
+    ErrorEvent,
+    MessageEvent,
+    OpenEvent,
+    ReadyState,
+    WebSocket,
+    WebSocketEvent,
+)
 from ._connection import CloseInfo, Statistics
 from ._errors import AbortError, HandshakeError, InvalidStateError, WebSocketError
 from ._http import Headers, Request, Response
@@ -12,18 +25,29 @@ from ._stream import WebSocketStream
 from ._version import __version__
 
 __all__ = [
+    "CLOSED",
+    "CLOSING",
+    "CONNECTING",
+    "OPEN",
     "AbortError",
+    "CloseEvent",
     "CloseInfo",
+    "ErrorEvent",
     "HandshakeError",
     "Headers",
     "InvalidStateError",
     "Message",
+    "MessageEvent",
+    "OpenEvent",
     "OpenInfo",
+    "ReadyState",
     "Readable",
     "Request",
     "Response",
     "Statistics",
+    "WebSocket",
     "WebSocketError",
+    "WebSocketEvent",
     "WebSocketStream",
     "Writable",
     "__version__",
