@@ -25,9 +25,10 @@ Design
 * Rounds interleave the implementations (the order rotates each round) so that
   machine noise spreads over all of them; ratios wsstream/peer are taken within
   a round, then summarised as min / median / max over the rounds.
-* Every measurement is bounded by a timeout; one that runs out is reported as
-  ``deadlock/timeout`` and not retried in later rounds (websockets.trio's
-  pipelined 1 MiB echo deadlocks).
+* Every measurement is bounded by a timeout (in the client, and the harness
+  kills a client that overruns it); one that runs out is reported as
+  ``deadlock/timeout (k/n)``, k of n rounds (websockets.trio's pipelined 1 MiB
+  echo deadlocks every time, its 64 KiB echo sometimes).
 """
 
 from __future__ import annotations
@@ -316,7 +317,9 @@ def _fmt_value(sc: Scenario, cell: dict[str, Any] | None) -> str:
         return "-"
     if not cell["ok"]:
         errs = cell["errors"]
-        return "deadlock/timeout" if all(e == "timeout" for e in errs) else f"error: {errs[0]}"
+        if all(e == "timeout" for e in errs):
+            return f"deadlock/timeout ({len(errs)}/{cell['n']})"
+        return f"error: {errs[0]}"
     m = cell["median"]
     if sc.kind == "echo":
         text = f"{m:,.0f}"
@@ -327,7 +330,8 @@ def _fmt_value(sc: Scenario, cell: dict[str, Any] | None) -> str:
     else:
         text = f"{m:,.1f}"
     if cell["ok"] < cell["n"]:
-        text += f" ({cell['n'] - cell['ok']}/{cell['n']} failed)"
+        what = "deadlock/timeout" if all(e == "timeout" for e in cell["errors"]) else "failed"
+        text += f" ({what} {cell['n'] - cell['ok']}/{cell['n']})"
     return text
 
 
@@ -505,6 +509,50 @@ def plot(summary: dict[str, Any], impls: list[str], pairings: list[str], path: P
 # ------------------------------------------------------------------- main
 
 
+def report(env: dict[str, str], results: list[dict[str, Any]], impls: list[str],
+           pairings: list[str], scenarios: list[Scenario], rounds: int, quick: bool,
+           out_dir: Path, with_plot: bool) -> None:
+    """Write results.json, results.md and throughput.png; print the tables."""
+    summary = summarise(results, impls, pairings, scenarios, rounds)
+    md = markdown(summary, impls, pairings, scenarios, rounds)
+    header = (f"Measured {env['date']} on {env['nproc']} x {env['cpu']}, Linux "
+              f"{env['kernel']}, Python {env['python']}; {env['versions']}; "
+              f"wsstream commit {env['commit']}; RLIMIT_NOFILE soft/hard {env['nofile']}; "
+              f"load average {env.get('load', '?')} at the start, "
+              f"{env.get('load_end', '?')} at the end "
+              f"({env['nproc']} CPUs){' (--quick)' if quick else ''}.\n")
+    (out_dir / "results.json").write_text(json.dumps(
+        {"env": env, "rounds": rounds, "quick": quick, "results": results,
+         "summary": summary}, indent=1))
+    (out_dir / "results.md").write_text(header + "\n" + md)
+    print()
+    print(header)
+    print(md)
+    if with_plot:
+        png = out_dir / "throughput.png"
+        if plot(summary, impls, pairings, png):
+            print(f"plot: {png}")
+        else:
+            print("plot skipped: matplotlib is not installed")
+
+
+def render(path: Path, out_dir: Path, with_plot: bool) -> int:
+    """Tables and plot again from a results.json, without measuring."""
+    data = json.loads(path.read_text())
+    results = data["results"]
+    impls = [i for i in IMPLS if any(r["impl"] == i for r in results)]
+    pairings = [p for p in ("shared", "self") if any(r["pairing"] == p for r in results)]
+    counts = {r["scenario"]: r["count"] for r in results}
+    scenarios = [
+        (Scenario(sc.name, sc.kind, count=counts[sc.name]) if sc.kind == "idle" else sc)
+        for sc in SCENARIOS if sc.name in counts
+    ]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report(data["env"], results, impls, pairings, scenarios, data["rounds"], data["quick"],
+           out_dir, with_plot)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -526,7 +574,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wsstream-ref", metavar="REF",
                         help="measure wsstream as of this git commit (exported with git "
                              "archive) instead of the installed working tree")
+    parser.add_argument("--render", metavar="RESULTS_JSON",
+                        help="only redo the tables and the plot from a results.json")
     args = parser.parse_args(argv)
+    if args.render:
+        return render(Path(args.render), Path(args.out), not args.no_plot)
 
     impls = [i for i in args.impls.split(",") if i]
     pairings = [p for p in args.pairing.split(",") if p]
@@ -559,7 +611,6 @@ def main(argv: list[str] | None = None) -> int:
     for p in pairings:
         print(f"# pairing {p}: {PAIRING_TEXT[p]}")
     results: list[dict[str, Any]] = []
-    stuck: set[tuple[str, str, str]] = set()  # (pairing, scenario, impl) that timed out
     for rnd in range(rounds):
         for sc in scenarios:
             for pairing in pairings:
@@ -568,14 +619,8 @@ def main(argv: list[str] | None = None) -> int:
                 shift = rnd % len(impls)
                 for impl in impls[shift:] + impls[:shift]:
                     count = counts[sc.name]
-                    key = (pairing, sc.name, impl)
                     client = "memclient" if sc.kind == "idle" else client_for(impl, pairing)
-                    if key in stuck:
-                        result = {"ok": False, "error": "timeout", "skipped": True}
-                    else:
-                        result = measure(impl, client, sc, count, timeout)
-                        if result.get("error") == "timeout":
-                            stuck.add(key)
+                    result = measure(impl, client, sc, count, timeout)
                     results.append({"round": rnd, "pairing": pairing, "scenario": sc.name,
                                     "impl": impl, "client": client, "count": count,
                                     "result": result})
@@ -585,26 +630,9 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"round {rnd + 1}/{rounds}  {pairing:6}  {sc.name:15} "
                           f"{impl:18} {shown}", flush=True)
 
-    summary = summarise(results, impls, pairings, scenarios, rounds)
-    md = markdown(summary, impls, pairings, scenarios, rounds)
-    header = (f"Measured {env['date']} on {env['nproc']} x {env['cpu']}, Linux "
-              f"{env['kernel']}, Python {env['python']}; {env['versions']}; "
-              f"wsstream commit {env['commit']}; RLIMIT_NOFILE soft/hard {env['nofile']}; "
-              f"load average {env['load']} at the start, {_loadavg()} at the end "
-              f"({env['nproc']} CPUs){' (--quick)' if args.quick else ''}.\n")
-    (out_dir / "results.json").write_text(json.dumps(
-        {"env": env, "rounds": rounds, "quick": args.quick, "results": results,
-         "summary": summary}, indent=1))
-    (out_dir / "results.md").write_text(header + "\n" + md)
-    print()
-    print(header)
-    print(md)
-    if not args.no_plot:
-        png = out_dir / "throughput.png"
-        if plot(summary, impls, pairings, png):
-            print(f"plot: {png}")
-        else:
-            print("plot skipped: matplotlib is not installed")
+    env["load_end"] = _loadavg()
+    report(env, results, impls, pairings, scenarios, rounds, args.quick, out_dir,
+           not args.no_plot)
     failures = [r for r in results if not r["result"].get("ok")
                 and r["result"].get("error") != "timeout"]
     return 1 if failures else 0
