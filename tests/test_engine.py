@@ -376,3 +376,21 @@ async def test_close_with_invalid_code_from_peer_is_a_protocol_error() -> None:
     async with open_client() as (wss, peer):
         await peer.send(CLOSE, struct.pack("!H", 1005))
         assert (await peer.expect_close())[0] == 1002
+
+
+async def test_send_after_the_peer_dropped_right_after_the_handshake_raises_1006() -> None:
+    ours, theirs = trio.testing.memory_stream_pair()
+    peer = Peer(theirs, is_client=False)
+    async with wsstream.WebSocketStream(
+        "ws://test/", stream=ours, compression=None, ping_interval=None
+    ) as wss:
+        await peer.accept()
+        await theirs.aclose()  # no Close frame: the TCP connection just ends
+        _, writable, *_ = await wss.opened
+        await trio.testing.wait_all_tasks_blocked()
+        with pytest.raises(wsstream.WebSocketError) as on_send:
+            await writable.send("too late")
+        with pytest.raises(wsstream.WebSocketError) as on_closed:
+            await wss.closed
+        assert on_send.value is on_closed.value
+        assert on_closed.value.close_code == 1006

@@ -40,6 +40,8 @@ import contextlib
 import logging
 import math
 import os
+import socket
+import struct
 from collections import deque
 from collections.abc import Awaitable, Callable
 
@@ -72,6 +74,20 @@ MAX_PENDING_CONTROL = 128 * 1024
 #: How long a forceful close (cancellation) lets the Close frame leave when
 #: the socket cannot take it at once.
 FORCEFUL_CLOSE_GRACE = 0.05
+
+
+def _reset_on_close(stream: trio.abc.Stream) -> None:
+    while not isinstance(stream, trio.SocketStream):
+        inner = getattr(stream, "transport_stream", None)
+        if not isinstance(inner, trio.abc.Stream):
+            return
+        stream = inner
+    with contextlib.suppress(OSError):
+        stream.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def _dropped() -> WebSocketError:
+    return WebSocketError._build("the connection closed without a closing handshake", 1006)
 
 
 def _deadline_after(seconds: float | None) -> float:
@@ -328,8 +344,21 @@ class Connection:
                 self._fail(1008, "too many control frames left unread")
         if core.failure is not None or core.protocol.parser_exc is not None:
             self._on_failure()
+        if core.is_closed and core.close_received is None and self.error is None:
+            # The stream ended without a Close: say so now, not at the end,
+            # so that a send() racing with the end gets this error too.
+            self.error = _dropped()
+            self._set_ends(self.error, self.error)
         if not core.is_open:
             self._arm_close_deadline()
+
+    def _not_open_error(self) -> BaseException:
+        # The core left OPEN before the engine settled on an error (the
+        # peer's Close is being judged): report the peer's side of it.
+        received = self.core.close_received
+        if received is not None:
+            return WebSocketError._build("the peer closed the connection", *received)
+        return self.error or _dropped()
 
     def _unwritten(self) -> int:
         """Bytes of our messages not known to be written to the stream."""
@@ -513,7 +542,7 @@ class Connection:
         if self._send_error is not None:
             raise self._send_error.with_traceback(None)
         if not self.core.is_open:
-            raise trio.ClosedResourceError("the connection is not open")
+            raise self._not_open_error()
         if text:
             self.core.send_text(message)  # type: ignore[arg-type]
         else:
@@ -615,7 +644,7 @@ class Connection:
         if self._send_error is not None:
             raise self._send_error.with_traceback(None)
         if not self.core.is_open:
-            raise trio.ClosedResourceError("the connection is not open")
+            raise self._not_open_error()
         self.core.send_ping(payload)
         self._queue(self.core.data_to_send())
         rtt = await self.pings.wait(payload)
@@ -636,6 +665,13 @@ class Connection:
             ):
                 await self.stream.send_all(b"".join(self._outbox))
         if self.stream is not None:
+            if self._scope.cancelled_caught and not self._forceful and (
+                trio.current_time() >= self._scope.deadline
+            ):
+                # close_timeout expired: reset the connection, so that a peer
+                # that stopped reading learns at once that it is gone (a FIN
+                # would wait behind the unread bytes).
+                _reset_on_close(self.stream)
             await trio.aclose_forcefully(self.stream)
         self._finished = True
         core = self.core
@@ -656,9 +692,7 @@ class Connection:
             elif received is not None and core.close_sent is not None:
                 outcome = CloseInfo(*received)
             else:
-                outcome = WebSocketError._build(
-                    "the connection closed without a closing handshake", 1006
-                )
+                outcome = self.error or _dropped()
         if isinstance(outcome, CloseInfo):
             self.closed.resolve(outcome)
             self._set_ends_clean()
