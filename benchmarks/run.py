@@ -276,7 +276,8 @@ def summarise(results: list[dict[str, Any]], impls: list[str], pairings: list[st
     table: dict[str, Any] = {}
     for pairing in pairings:
         for sc in scenarios:
-            rows = [r for r in results if r["pairing"] == pairing and r["scenario"] == sc.name]
+            rows = [r for r in results if r["pairing"] == pairing and r["scenario"] == sc.name
+                    and not r["result"].get("skipped")]  # older runs skipped after a timeout
             per_impl: dict[str, Any] = {}
             for impl in impls:
                 mine = [r for r in rows if r["impl"] == impl]
