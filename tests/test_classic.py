@@ -435,6 +435,20 @@ async def test_a_callback_exception_is_raised_by_the_block_and_closes_with_1011(
     assert ws.ready_state == WebSocket.CLOSED
 
 
+async def test_a_callback_exception_while_leaving_the_block_is_raised_by_it(
+    echo_url: str,
+) -> None:
+    def on_close(event: CloseEvent) -> None:
+        raise LookupError(event.code)
+
+    with pytest.raises(LookupError) as info:
+        async with WebSocket(echo_url) as ws:
+            ws.on_close = on_close
+            assert await anext(ws.events()) == OpenEvent()
+    assert info.value.args == (1000,)
+    assert ws.ready_state == WebSocket.CLOSED
+
+
 # -- over memory streams ----------------------------------------------------------
 
 
@@ -569,11 +583,35 @@ async def test_events_left_unconsumed_do_not_hold_up_leaving_the_block() -> None
             await peer.send(TEXT, str(i).encode())
         await trio.testing.wait_all_tasks_blocked()
         nursery.start_soon(answer_close)
-            # Leaving with three messages unread: the Close goes out at once.
+        # Leaving with three messages unread: the Close goes out at once.
     assert closes == [(1000, "")]
     assert ws.ready_state == WebSocket.CLOSED
     # What events() gives after the block: the events that are not messages.
     assert await all_events(ws) == [OpenEvent(), CloseEvent(4000, "ok", True)]
+
+
+async def test_leaving_while_connecting_abandons_the_handshake() -> None:
+    ws, peer = memory_client()
+    async with ws:
+        await peer.read_http()
+    assert ws.ready_state == WebSocket.CLOSED
+    error, close = await all_events(ws)
+    assert isinstance(error, ErrorEvent)
+    assert close == CloseEvent(1006, "", False)
+
+
+async def test_leaving_by_cancellation_closes_forcefully_with_1001() -> None:
+    ws, peer = memory_client()
+    with trio.CancelScope() as scope:
+        async with ws:
+            await peer.accept()
+            assert await anext(ws.events()) == OpenEvent()
+            ws.send("queued")
+            scope.cancel()
+            await trio.sleep_forever()
+    assert scope.cancelled_caught
+    assert ws.ready_state == WebSocket.CLOSED
+    assert await peer.expect_close() == (1001, "")
 
 
 async def test_events_allows_one_waiting_task_at_a_time() -> None:

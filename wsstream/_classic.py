@@ -293,6 +293,9 @@ class WebSocket:
 
         self._entered = False
         self._run_scope = trio.CancelScope()
+        self._run_done = trio.Event()
+        self._body_scope = trio.CancelScope()
+        self._callback_error: BaseException | None = None
         self._nursery_cm: Any = None
 
     # -- the browser's attributes --------------------------------------------
@@ -467,16 +470,20 @@ class WebSocket:
         if self._entered:
             raise RuntimeError("a WebSocket can be entered only once")
         self._entered = True
-        # The stream's nursery encloses ours: cancelling ours (a callback
-        # failed) cancels the body but leaves the connection to close cleanly.
-        await self._wss.__aenter__()
+        # Three levels: our nursery (the pump), the stream's (the engine),
+        # and a scope around the body alone, so that a failed callback can
+        # cancel the body while the connection still closes cleanly (1011),
+        # and leaving the body by cancellation reaches the stream's own
+        # forceful close before anything else waits.
         self._nursery_cm = trio.open_nursery()
+        nursery = await self._nursery_cm.__aenter__()
         try:
-            nursery = await self._nursery_cm.__aenter__()
-        except BaseException as exc:  # pragma: no cover - opening a nursery does not fail
-            await self._wss.__aexit__(type(exc), exc, exc.__traceback__)
+            await self._wss.__aenter__()
+        except BaseException as exc:  # pragma: no cover - it fails only if entered twice
+            await self._nursery_cm.__aexit__(type(exc), exc, exc.__traceback__)
             raise
         nursery.start_soon(self._run)
+        self._body_scope.__enter__()
         return self
 
     async def __aexit__(
@@ -485,33 +492,55 @@ class WebSocket:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
-        if exc is None:
-            # The browser has no "end of scope"; close as WebSocketStream does,
-            # after what send() queued, and let the callbacks see the end.
-            if self.ready_state == CONNECTING:
-                self._closing = True
-                self._wss.close(1000, "")
-            elif self.ready_state == OPEN:
-                self._begin_close(1000, "")
-        else:
-            self._run_scope.cancel()
-        self._exiting = True
-        self._pump_lot.unpark_all()
-        error: BaseException | None
+        error: BaseException | None = exc
         try:
-            suppressed = await self._nursery_cm.__aexit__(exc_type, exc, tb)
-        except BaseException as group:
-            error = _the_one(group)
-        else:
-            error = None if suppressed else exc
+            if self._body_scope.__exit__(exc_type, exc, tb):
+                error = None  # cancelled by us: a callback failed
+        except BaseException as remaining:  # pragma: no cover - a group holding our Cancelled
+            error = remaining
+        if self._callback_error is not None:
+            error = self._callback_error
         if error is None:
-            await self._wss.__aexit__(None, None, None)
+            # The browser has no "end of scope": close as WebSocketStream
+            # does, after what send() queued, and let the callbacks see the end.
+            self._close_on_exit()
+            try:
+                await self._run_done.wait()
+            except BaseException as cancelled:
+                error = cancelled
+            if self._callback_error is not None:
+                error = self._callback_error
+        self._run_scope.cancel()  # no more callbacks
+        # The stream: 1000 after a normal exit (a no-op now), 1011 for an
+        # exception, forcefully for a cancellation; it never raises the
+        # connection's own errors.
+        try:
+            if error is None:
+                await self._wss.__aexit__(None, None, None)
+            else:
+                await self._wss.__aexit__(type(error), error, error.__traceback__)
+        except BaseException as stream_error:  # pragma: no cover - a cancellation
+            error = stream_error
+        try:
+            await self._nursery_cm.__aexit__(None, None, None)
+        except BaseException as group:  # pragma: no cover - a bug of ours, or a cancellation
+            if error is None or isinstance(error, trio.Cancelled):
+                error = _the_one(group)
+        if error is None:
             return exc is not None
-        # A callback's error, the body's own exception, or a cancellation.
-        await self._wss.__aexit__(type(error), error, error.__traceback__)
         if error is exc:
             return False
         raise error from None
+
+    def _close_on_exit(self) -> None:
+        self._exiting = True
+        self._pump_lot.unpark_all()
+        state = self.ready_state
+        if state == CONNECTING:
+            self._closing = True
+            self._wss.close(1000, "")
+        elif state == OPEN:
+            self._begin_close(1000, "")
 
     # -- the pump and the drain -------------------------------------------------
 
@@ -527,9 +556,18 @@ class WebSocket:
         try:
             with self._run_scope:
                 await self._pump()
+        except BaseException as exc:
+            error = _the_one(exc)
+            if isinstance(error, trio.Cancelled):
+                raise
+            # A callback raised (or, should it ever happen, a bug of ours):
+            # the block raises it, after closing the connection with 1011.
+            self._callback_error = error
+            self._body_scope.cancel()
         finally:
             self._done = True
             self._events_lot.unpark_all()
+            self._run_done.set()
 
     async def _pump(self) -> None:
         wss = self._wss
