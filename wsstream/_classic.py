@@ -33,6 +33,12 @@ plus the engine's encoded bytes not yet written to the socket, plus what
 stream's ``close()`` once the queue is empty, or after ``close_timeout``
 seconds if the peer does not take the data (the rest is then discarded).
 
+Nesting: ``async with`` opens our nursery (the pump), then the stream's
+(the engine), then a bare cancel scope around the body. A callback that
+raises cancels only the body's scope, so the stream still closes with 1011
+and the block raises the callback's exception; a cancellation of the body
+reaches the stream's forceful close before anything of ours waits.
+
 ``ready_state`` is computed from the stream's promises and from whether the
 closing handshake started, so it follows the connection, not the events:
 it may already be ``CLOSED`` while message events are still waiting to be
