@@ -30,8 +30,8 @@ class TrackedStream(trio.abc.HalfCloseableStream):
     ``vanish_after_sent`` / ``vanish_after_received``: once that many bytes
     went through in that direction, every further call raises
     :class:`trio.BrokenResourceError` (the peer vanished: a reset socket).
-    ``block_sends``: ``send_all`` never returns (a peer that never reads),
-    though it can be cancelled.
+    :meth:`pause_sends`: ``send_all`` waits until :meth:`resume_sends` (a
+    peer that does not read), though it can be cancelled.
     """
 
     def __init__(
@@ -48,8 +48,17 @@ class TrackedStream(trio.abc.HalfCloseableStream):
         self.received = 0
         self.vanish_after_sent = vanish_after_sent
         self.vanish_after_received = vanish_after_received
-        self.block_sends = False
         self.vanished = False
+        self._gate: trio.Event | None = None
+
+    def pause_sends(self) -> None:
+        if self._gate is None:
+            self._gate = trio.Event()
+
+    def resume_sends(self) -> None:
+        if self._gate is not None:
+            self._gate.set()
+            self._gate = None
 
     def _check(self) -> None:
         if self.closed:
@@ -59,8 +68,9 @@ class TrackedStream(trio.abc.HalfCloseableStream):
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         self._check()
-        if self.block_sends:
-            await trio.sleep_forever()
+        while self._gate is not None:
+            await self._gate.wait()
+            self._check()
         limit = self.vanish_after_sent
         if limit is not None and self.sent + len(data) >= limit:
             part = bytes(data[: limit - self.sent])

@@ -300,7 +300,7 @@ async def test_a_peer_that_never_reads_blocks_our_writer_not_our_reader(
 ) -> None:
     async with client(write_limit=1000, close_timeout=4) as (wss, peer, stream):
         readable, writable, *_ = await wss.opened
-        stream.block_sends = True  # the peer's receive window is full forever
+        stream.pause_sends()  # the peer's receive window is full forever
         await writable.send(b"a" * 2000)
         with trio.move_on_after(10) as blocked:
             await writable.send(b"b")
