@@ -394,3 +394,21 @@ async def test_send_after_the_peer_dropped_right_after_the_handshake_raises_1006
             await wss.closed
         assert on_send.value is on_closed.value
         assert on_closed.value.close_code == 1006
+
+
+async def test_outside_cancellation_sends_1001_even_if_the_body_pauses_while_unwinding() -> None:
+    ours, theirs = trio.testing.memory_stream_pair()
+    peer = Peer(theirs, is_client=False)
+    with trio.CancelScope() as scope:
+        async with wsstream.WebSocketStream(
+            "ws://test/", stream=ours, compression=None, ping_interval=None
+        ) as wss:
+            await peer.accept()
+            await wss.opened
+            # The engine's task sees the cancellation before our __aexit__ runs.
+            async with trio.open_nursery() as inner:
+                inner.start_soon(trio.sleep_forever)
+                scope.cancel()
+    assert await peer.expect_close() == (1001, "")
+    with pytest.raises(wsstream.WebSocketError):
+        await wss.closed

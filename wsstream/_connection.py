@@ -185,6 +185,11 @@ class Connection:
         """
         try:
             await self._run()
+        except* trio.Cancelled:
+            # Cancelled from outside (the owner's scope): a forceful close,
+            # even if the owner's code has not reached close_forcefully yet.
+            self._queue_forceful_close(1001, "")
+            raise
         except* Exception as group:
             # A bug of ours: report it as an internal error, never leak it.
             _log.error("connection %s: internal error", self.id, exc_info=group)
@@ -625,12 +630,15 @@ class Connection:
         if self._finished:
             return
         self.discard_incoming()
+        self._queue_forceful_close(code, reason)
+        self._scope.cancel()
+
+    def _queue_forceful_close(self, code: int, reason: str) -> None:
         if self.opened.settled and self.core.is_open:
             self._close_initiated = True
             self.core.send_close(code, reason)
             self._queue(self.core.data_to_send())
         self._forceful = True
-        self._scope.cancel()
 
     def _arm_close_deadline(self) -> None:
         timeout = self.options.close_timeout

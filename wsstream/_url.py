@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import attrs
 
@@ -12,6 +12,8 @@ __all__ = ["WebSocketURL", "parse_url", "check_protocols"]
 
 _SCHEMES = {"ws": "ws", "wss": "wss", "http": "ws", "https": "wss"}
 _DEFAULT_PORTS = {"ws": 80, "wss": 443}
+_PATH_SAFE = "/%!$&'()*+,;=:@-._~"
+_QUERY_SAFE = _PATH_SAFE + "?"
 # RFC 7230 3.2.6 token: what a Sec-WebSocket-Protocol element may be.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
@@ -63,13 +65,22 @@ def parse_url(url: str) -> WebSocketURL:
     host = parts.hostname
     if not host:
         raise ValueError(f"invalid URL {url!r}: no host")
-    if any(c.isspace() for c in url.strip()):
-        raise ValueError(f"invalid URL {url!r}: white space")
+    if any(c in "\t\n\r" for c in url):
+        raise ValueError(f"invalid URL {url!r}: control characters")
     if port is None:
         port = _DEFAULT_PORTS[scheme]
-    resource = parts.path or "/"
+    try:
+        host.encode("ascii")
+    except UnicodeEncodeError:
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise ValueError(f"invalid URL {url!r}: bad host name") from None
+    # Like the browser's URL parser: non-ASCII and unsafe characters are
+    # percent-encoded; existing escapes are kept.
+    resource = quote(parts.path or "/", safe=_PATH_SAFE)
     if parts.query:
-        resource += "?" + parts.query
+        resource += "?" + quote(parts.query, safe=_QUERY_SAFE)
     user_info = None
     if parts.username is not None:
         user_info = (parts.username, parts.password or "")
