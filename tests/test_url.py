@@ -22,7 +22,9 @@ def test_urls_are_percent_encoded_and_normalised(given: str, expected: str) -> N
     assert wsstream.WebSocketStream(given).url == expected
 
 
-@pytest.mark.parametrize("bad", ["ws://h/\tx", "ws://h/\nx", "ws://h:99999/", "ws:///path"])
+@pytest.mark.parametrize(
+    "bad", ["ws://h/\tx", "ws://h/\nx", "ws://h:99999/", "ws:///path", "ws://a b/", "ws://[zz]/"]
+)
 def test_control_characters_bad_ports_and_missing_hosts_are_refused(bad: str) -> None:
     with pytest.raises(ValueError):
         wsstream.WebSocketStream(bad)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Sequence
 from urllib.parse import quote, urlsplit
@@ -12,6 +13,8 @@ __all__ = ["WebSocketURL", "parse_url", "check_protocols"]
 
 _SCHEMES = {"ws": "ws", "wss": "wss", "http": "ws", "https": "wss"}
 _DEFAULT_PORTS = {"ws": 80, "wss": 443}
+# The WHATWG URL standard's forbidden host code points.
+_FORBIDDEN_HOST = frozenset(" \t\n\r#%/:<>?@[\\]^|")
 _PATH_SAFE = "/%!$&'()*+,;=:@-._~"
 _QUERY_SAFE = _PATH_SAFE + "?"
 # RFC 7230 3.2.6 token: what a Sec-WebSocket-Protocol element may be.
@@ -69,6 +72,13 @@ def parse_url(url: str) -> WebSocketURL:
         raise ValueError(f"invalid URL {url!r}: control characters")
     if port is None:
         port = _DEFAULT_PORTS[scheme]
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host.split("%", 1)[0])
+        except ValueError:
+            raise ValueError(f"invalid URL {url!r}: bad IPv6 address") from None
+    elif any(c in _FORBIDDEN_HOST for c in host):
+        raise ValueError(f"invalid URL {url!r}: bad host name")
     try:
         host.encode("ascii")
     except UnicodeEncodeError:
