@@ -71,5 +71,13 @@ def _optional_pages(app: object, docname: str, source: list[str]) -> None:
     source[0] = source[0].replace("OPTIONAL-PAGES", "\n".join(present))
 
 
+def _reread_index(app: object, env: object, added: set[str], changed: set[str],
+                  removed: set[str]) -> list[str]:
+    # The index's toctree depends on which optional pages exist: read it again
+    # on every build, so that a page that appeared (or went) is picked up.
+    return ["index"]
+
+
 def setup(app: object) -> None:
     app.connect("source-read", _optional_pages)  # type: ignore[attr-defined]
+    app.connect("env-get-outdated", _reread_index)  # type: ignore[attr-defined]
