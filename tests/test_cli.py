@@ -10,9 +10,11 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import trio
+import trustme
 
 import wsstream
 from tests.conftest import Server
@@ -256,3 +258,32 @@ async def test_console_script_is_declared() -> None:
     with pytest.raises(SystemExit) as info:
         main(["--help"])
     assert info.value.code == 0
+
+
+async def test_serve_and_connect_over_tls(nursery: trio.Nursery, tmp_path: Path) -> None:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    process = await nursery.start(functools.partial(
+        trio.run_process,
+        [sys.executable, "-m", "wsstream", "serve", "--echo",
+         "--certfile", str(tmp_path / "server.pem"), "127.0.0.1", "0"],
+        stdout=subprocess.PIPE, check=False, env=ENV,
+    ))
+    try:
+        line = b""
+        with trio.fail_after(TIMEOUT):
+            while not line.endswith(b"\n"):
+                line += await process.stdout.receive_some(1)
+        url = line.decode().split()[-1]
+        assert url.startswith("wss://127.0.0.1:")
+        result = await cli("connect", "--cafile", str(tmp_path / "ca.pem"), url,
+                           stdin=b"secret\n")
+        assert result.returncode == 0, result.stderr.decode()
+        assert result.stdout == b"secret\n"
+        # Without the CA, the certificate is refused: one line, status 1.
+        line = one_error_line(await cli("connect", url))
+        assert "CERTIFICATE_VERIFY_FAILED" in line
+    finally:
+        process.terminate()
