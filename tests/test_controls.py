@@ -223,3 +223,25 @@ async def test_statistics_count_messages_and_bytes(server: Server) -> None:
     assert stats.pings_sent == 1 and stats.pongs_received == 1
     assert stats.latency is not None and stats.latency > 0
     assert stats.buffered_in == 0
+
+
+@pytest.mark.parametrize("compression", ["deflate", None])
+async def test_binary_messages_are_bytes_with_and_without_compression(
+    server: Server, compression: str | None
+) -> None:
+    url = await server.start(echo_handler, compression=compression)
+    async with wsstream.WebSocketStream(url, compression=compression) as wss:
+        readable, writable, *_ = await wss.opened
+        await writable.send(bytearray(b"\x01\x02"))
+        message = await readable.receive()
+        assert type(message) is bytes and message == b"\x01\x02"
+
+
+async def test_connection_refused_is_a_handshake_error() -> None:
+    listener = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listener[0].socket.getsockname()[1]
+    await listener[0].aclose()  # nothing listens there any more
+    async with wsstream.WebSocketStream(f"ws://127.0.0.1:{port}/") as wss:
+        with pytest.raises(wsstream.HandshakeError) as info:
+            await wss.opened
+    assert info.value.close_code == 1006 and info.value.status is None

@@ -102,10 +102,18 @@ def test_text_fragmented_anywhere_decodes_incrementally(text: str, cuts: list[in
 def test_invalid_utf8_fails_with_1007_even_mid_message() -> None:
     _, server = make_pair()
     server.receive_data(build_frame(TEXT, b"ok\xc3", fin=False, mask=True))
-    assert server.failure is None  # a truncated sequence may continue
-    server.receive_data(build_frame(CONT, b"\x28", fin=False, mask=True))
-    assert server.failure == (1007, "invalid UTF-8 in a text message")
+    assert server.protocol_failure is None  # a truncated sequence may continue
+    # The bad byte, then frames the core must no longer act on.
+    server.receive_data(
+        build_frame(CONT, b"\x28", fin=False, mask=True)
+        + build_frame(0x9, b"ping", mask=True)
+        + build_frame(0x8, b"\x03\xe8", mask=True)
+    )
+    failure = server.protocol_failure
+    assert failure is not None and failure[0] == 1007
     assert server.take_messages() == []
+    wire = b"".join(server.data_to_send())
+    assert wire.startswith(b"\x88") and wire[2:4] == b"\x03\xef"  # Close 1007, no pong
 
 
 def test_binary_fragments_are_joined_and_control_frames_interleave() -> None:

@@ -151,11 +151,8 @@ def scripts(draw: st.DrawFn, *, masked: bool) -> Script:
     else:
         script.code = FAULTS[fault]
         script.frames.append(_fault_frames(draw, fault, masked))
-    if fault not in ("bad_utf8", "bad_utf8_fragmented"):
-        # Ignored after the end. (Not after bad UTF-8: a protocol error read
-        # in the same chunk wins on the wire, a known bug kept apart in
-        # test_first_violation_decides_the_close_code.)
-        script.frames.append(draw(st.binary(max_size=20)))
+    # Ignored after the end: the first violation decides.
+    script.frames.append(draw(st.binary(max_size=20)))
     return script
 
 
@@ -241,7 +238,7 @@ async def serve_hostile(request: bytes, frames: bytes, sizes: list[int], *,
     """Feed ``request``, then (after a 101) ``frames`` to ``serve_stream``.
 
     The frames wait for the 101: frames pipelined in the same read as the
-    request are a known bug (see test_server_pipelined_*), kept apart.
+    request are covered by tests/test_regressions_pipelined_request.py.
     ``then_eof``: end our side of TCP after the frames (for unmodelled
     input, which may leave the connection open and both sides waiting).
     """
@@ -373,10 +370,7 @@ def _check_server_invariants(
         assert result.close_code in SENDABLE
     if isinstance(result.closed, wsstream.WebSocketError):
         assert result.closed.close_code in FAILURE_CODES
-        # 1007 is left out for a known bug (reported; remove once fixed): bad
-        # UTF-8 followed, in the same read, by a protocol error or a Close
-        # sends that frame's answer (1002, the echo) but reports 1007.
-        if result.closed.close_code not in (1006, 1007):
+        if result.closed.close_code != 1006:
             # We failed the connection: the code went on the wire first.
             assert result.close_code == result.closed.close_code
     else:
@@ -527,8 +521,7 @@ def test_client_survives_random_bytes_after_the_handshake(
         assert result.close_code in SENDABLE
     if isinstance(result.closed, wsstream.WebSocketError):
         assert result.closed.close_code in FAILURE_CODES
-        # 1007 left out for the known bug, as on the server side.
-        if result.closed.close_code not in (1006, 1007):
+        if result.closed.close_code != 1006:
             assert result.close_code == result.closed.close_code
     else:
         assert isinstance(result.closed, wsstream.CloseInfo)

@@ -80,7 +80,8 @@ class Readable(trio.abc.ReceiveChannel[Message]):
         await self.cancel()
 
     def statistics(self) -> int:
-        """Bytes of message payload waiting to be read (characters for text)."""
+        """What waits to be read, as counted against ``read_limit`` (see
+        :class:`Statistics`: payload plus 64 per message)."""
         return self._conn.statistics().buffered_in
 
 

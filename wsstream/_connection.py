@@ -71,6 +71,11 @@ MIN_RECEIVE = 4096
 #: bytes; past it the peer is flooding us and the connection fails with 1008.
 MAX_PENDING_CONTROL = 128 * 1024
 
+#: What a buffered message counts for beyond its payload, towards
+#: read_limit: about what Python spends on the object and its slot, so that a
+#: flood of empty or tiny messages is bounded in memory too.
+MESSAGE_OVERHEAD = 64
+
 #: At most this many schedule passes may a flusher wait for the user to
 #: answer messages already in the inbox before it writes.
 FLUSH_DEFER_PASSES = 64
@@ -237,9 +242,13 @@ class Connection:
                     assert self._connect is not None
                     self.stream = await self._connect()
                 if self._server is not None:
-                    rejected = await server_handshake(self.stream, self.core, self._server)
+                    rejected, early = await server_handshake(
+                        self.stream, self.core, self._server
+                    )
                     if rejected is not None:
                         self._abort_exc = rejected
+                    elif early:
+                        self.core.receive_data(early)  # now that the 101 is out
                     ok = rejected is None
                 else:
                     await client_handshake(self.stream, self.core)
@@ -252,7 +261,7 @@ class Connection:
                 cause = exc.__cause__ or exc
                 failure = HandshakeError(f"the connection broke during the handshake: {cause}")
             except OSError as exc:
-                failure = WebSocketError._build(f"could not connect: {exc}", 1006)
+                failure = HandshakeError(f"could not connect: {exc}")
         if self._signal_scope is not None:
             self._signal_scope.cancel()
         if scope.cancelled_caught and failure is None and self._abort_exc is None:
@@ -337,11 +346,11 @@ class Connection:
                         if n >= limit:
                             self.messages_discarded += 1
                         else:
-                            n += len(message)
+                            n += len(message) + MESSAGE_OVERHEAD
                             inbox.append(message)
                 else:
                     for message in messages:
-                        n += len(message)
+                        n += len(message) + MESSAGE_OVERHEAD
                         inbox.append(message)
                 self._inbox_bytes = n
                 if self._recv_lot:
@@ -591,7 +600,7 @@ class Connection:
             await self._recv_lot.park()
         message = inbox.popleft()
         self._progress += 1
-        self._inbox_bytes -= len(message)
+        self._inbox_bytes -= len(message) + MESSAGE_OVERHEAD
         if self._resume_lot and self._inbox_bytes <= self._resume_at:
             self._resume_lot.unpark_all()
         if not self._progress & YIELD_MASK:

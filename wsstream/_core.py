@@ -35,7 +35,7 @@ from websockets.extensions.permessage_deflate import (
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request as CoreRequest
 from websockets.http11 import Response as CoreResponse
-from websockets.protocol import Protocol, State
+from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.uri import WebSocketURI
 
@@ -57,6 +57,25 @@ _log = logging.getLogger("wsstream.protocol")
 # cost in ratio; the same trade-off websockets makes.
 _WINDOW_BITS = 12
 _COMPRESS_SETTINGS = {"memLevel": 5}
+
+
+class _ClientProtocol(ClientProtocol):
+    # Data frames are assembled as the core parses them, so that invalid
+    # UTF-8 stops the parser at that very frame: the core then fails the
+    # connection with 1007 and acts on nothing that came after it.
+    on_frame: Callable[[Frame], None]
+
+    def recv_frame(self, frame: Frame) -> None:
+        super().recv_frame(frame)
+        self.on_frame(frame)
+
+
+class _ServerProtocol(ServerProtocol):
+    on_frame: Callable[[Frame], None]
+
+    def recv_frame(self, frame: Frame) -> None:
+        super().recv_frame(frame)
+        self.on_frame(frame)
 
 
 class HandshakeFailure(Exception):
@@ -91,8 +110,9 @@ class Core:
         "response",
     )
 
-    def __init__(self, protocol: Protocol) -> None:
+    def __init__(self, protocol: _ClientProtocol | _ServerProtocol) -> None:
         self.protocol = protocol
+        protocol.on_frame = self._on_frame
         self.messages: list[str | bytes] = []
         self.pongs: list[bytes] = []
         self.pings_received = 0
@@ -135,7 +155,7 @@ class Core:
             )]
             if compression == "deflate" else None
         )
-        protocol = ClientProtocol(
+        protocol = _ClientProtocol(
             uri,
             origin=origin,  # type: ignore[arg-type]
             extensions=extensions,
@@ -175,7 +195,7 @@ class Core:
             select = core_holder[0]._select
             return None if select is None else select(list(offered))
 
-        protocol = ServerProtocol(
+        protocol = _ServerProtocol(
             origins=list(origins) if origins is not None else None,  # type: ignore[arg-type]
             extensions=extensions,
             select_subprotocol=select_subprotocol,  # type: ignore[arg-type]
@@ -236,8 +256,7 @@ class Core:
                 self.extensions = ", ".join(
                     event.headers.get_all("Sec-WebSocket-Extensions")
                 )
-            else:  # frames pipelined right behind the 101 response
-                self._on_frame(event)
+            # Frames right behind the 101 were handled by recv_frame.
         if isinstance(protocol, ClientProtocol):
             if protocol.handshake_exc is not None:
                 resp = self.response
@@ -293,25 +312,19 @@ class Core:
         """Feed bytes from the network; then take messages and data to send."""
         protocol = self.protocol
         protocol.receive_data(data)
-        on_frame = self._on_frame
-        for frame in protocol.events_received():
-            on_frame(frame)  # type: ignore[arg-type]
-            if self.failure is not None:
-                break
-
+        protocol.events = []  # the frames were handled by recv_frame
     def receive_eof(self) -> None:
         """The peer ended the stream (or it broke)."""
         self.protocol.receive_eof()
         self.protocol.events_received()
 
     def _on_frame(self, frame: Frame) -> None:
+        # Called by the core for each frame it accepted, as it parses; a
+        # UnicodeDecodeError raised here makes the core fail with 1007.
         opcode = frame.opcode
         if opcode is _TEXT:
             if frame.fin:
-                try:
-                    self.messages.append(frame.data.decode())  # type: ignore[union-attr]
-                except UnicodeDecodeError as exc:
-                    self._invalid_utf8(exc)
+                self.messages.append(frame.data.decode())  # type: ignore[union-attr]
             else:
                 self._text = True
                 self._decoder = codecs.getincrementaldecoder("utf-8")()
@@ -319,7 +332,9 @@ class Core:
                 self._feed_text(frame.data, False)
         elif opcode is _BINARY:
             if frame.fin:
-                self.messages.append(frame.data)  # type: ignore[arg-type]
+                data = frame.data
+                # The core hands out bytearray slices for unmasked frames.
+                self.messages.append(data if type(data) is bytes else bytes(data))
             else:
                 self._text = False
                 self._binary = bytearray(frame.data)
@@ -341,20 +356,13 @@ class Core:
 
     def _feed_text(self, data: bytes | bytearray | memoryview, fin: bool) -> None:
         assert self._decoder is not None
-        try:
-            piece = self._decoder.decode(data, fin)
-        except UnicodeDecodeError as exc:
-            self._invalid_utf8(exc)
-            return
+        piece = self._decoder.decode(data, fin)
         if piece:
             self._parts.append(piece)
         if fin:
             self.messages.append("".join(self._parts))
             self._parts = []
             self._decoder = None
-
-    def _invalid_utf8(self, exc: UnicodeDecodeError) -> None:
-        self.fail(1007, "invalid UTF-8 in a text message")
 
     def take_messages(self) -> list[str | bytes]:
         """The complete messages received since the last call, in order."""
@@ -378,8 +386,12 @@ class Core:
         self.protocol.send_binary(data)
 
     def send_close(self, code: int | None, reason: str) -> None:
-        """Start the closing handshake; ``None`` sends a Close without body."""
-        self.protocol.send_close(code, reason)
+        """Start the closing handshake; ``None`` sends a Close without body.
+
+        Does nothing once a Close was received (the core answered it).
+        """
+        if self.protocol.close_rcvd is None:
+            self.protocol.send_close(code, reason)
 
     def send_ping(self, payload: bytes) -> None:
         self.protocol.send_ping(payload)

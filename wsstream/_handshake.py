@@ -44,18 +44,30 @@ async def client_handshake(stream: trio.abc.Stream, core: Core) -> None:
 
 async def server_handshake(
     stream: trio.abc.Stream, core: Core, hooks: ServerHooks
-) -> HandshakeError | None:
+) -> tuple[HandshakeError | None, bytes]:
     """Read the client's request and answer it.
 
-    Returns ``None`` once the connection is open, or the error to report when
-    the request was answered with an HTTP error (by ``process_request``, the
-    origin check, or the core's validation). Raises
-    :class:`HandshakeFailure` when no valid request came (the core's 400,
-    414 or 431 answer, if any, is written first).
+    Returns ``(None, rest)`` once the connection is open, where ``rest`` is
+    what the client sent after its request (frames it should not have sent
+    before our 101, kept for after it), or ``(error, b"")`` when the request
+    was answered with an HTTP error (by ``process_request``, the origin
+    check, or the core's validation). Raises :class:`HandshakeFailure` when
+    no valid request came (the core's 400, 414 or 431 answer, if any, is
+    written first).
     """
+    tail = b""  # the last bytes seen, to find a request end split over reads
+    rest = b""
     while True:
         data = await stream.receive_some(RECEIVE_SIZE)
         if data:
+            # Feed the core the request only: it would act on frames behind
+            # it (answer a ping, record a Close) before we sent the 101.
+            probe = tail + data
+            end = probe.find(b"\r\n\r\n")
+            if end >= 0:
+                cut = end + 4 - len(tail)
+                data, rest = data[:cut], bytes(data[cut:])
+            tail = probe[-3:]
             core.protocol.receive_data(data)
         else:
             core.protocol.receive_eof()
@@ -68,6 +80,8 @@ async def server_handshake(
             break
         if not data:
             raise HandshakeFailure("the client closed the connection during the handshake")
+        if rest:  # a complete head the core did not take as a request
+            raise HandshakeFailure("invalid handshake request")
     request = core.request
     assert request is not None
     response = await hooks.process_request(request)
@@ -77,7 +91,7 @@ async def server_handshake(
         return HandshakeError(
             f"the handshake was rejected with HTTP {response.status}",
             status=response.status, headers=response.headers, body=response.body,
-        )
+        ), b""
 
     def select(offered: Sequence[str]) -> str | None:
         return hooks.select_subprotocol(request, offered)
@@ -85,8 +99,8 @@ async def server_handshake(
     accepted = core.accept(select, hooks.response_headers)
     await _write_reply(stream, core)
     if not accepted:
-        return HandshakeError(f"invalid handshake request: {core.protocol.handshake_exc}")
-    return None
+        return HandshakeError(f"invalid handshake request: {core.protocol.handshake_exc}"), b""
+    return None, rest
 
 
 async def _write_reply(stream: trio.abc.Stream, core: Core) -> None:

@@ -25,10 +25,11 @@ class CloseInfo(NamedTuple):
 class Statistics:
     """Counters of one connection, from :meth:`WebSocketStream.statistics`.
 
-    ``buffered_in`` is message payload waiting to be read by the user
-    (characters for text); ``buffered_out`` encoded bytes not yet written to
-    the socket. ``latency`` is the last ping round trip in seconds, ``None``
-    before the first pong. ``messages_discarded`` counts messages received
+    ``buffered_in`` is what waits to be read by the user, as counted against
+    ``read_limit``: the payload (characters for text) plus 64 per message;
+    ``buffered_out`` encoded bytes not yet written to the socket.
+    ``latency`` is the last ping round trip in seconds, ``None`` before the
+    first pong. ``messages_discarded`` counts messages received
     but never offered to the user: after the readable was closed or the
     ``async with`` was left, or, once this side sent its Close, those that
     found the buffer over ``read_limit``.

@@ -119,6 +119,14 @@ async def _serve_connection(config: _Config, stream: trio.abc.Stream,
         code = 1000
         try:
             await config.handler(wss)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            if conn.core.is_open:
+                _log.exception("connection %s: the handler raised; closing with 1011", conn.id)
+                code = 1011
+            else:
+                # The connection's own end reached the handler (a send after
+                # the peer left, say): not a handler bug, nothing to report.
+                _log.debug("connection %s: the handler ended with %r", conn.id, exc)
         except Exception:
             _log.exception("connection %s: the handler raised; closing with 1011", conn.id)
             code = 1011
