@@ -124,11 +124,20 @@ async def test_reserved_opcode_fails_with_1002() -> None:
         assert (await peer.expect_close())[0] == 1002
 
 
-async def test_close_in_the_middle_of_a_fragmented_message_fails_with_1002() -> None:
+async def test_close_in_the_middle_of_a_fragmented_message_closes_cleanly() -> None:
+    # Control frames may come between fragments (RFC 6455 5.4); a Close ends
+    # the connection and the unfinished message is dropped (Autobahn 7.1.5).
     async with open_client() as (wss, peer):
+        readable, *_ = await wss.opened
+        await peer.send(TEXT, b"done")
         await peer.send(TEXT, b"part", fin=False)
-        await peer.send_close(1000)
-        assert (await peer.expect_close())[0] == 1002
+        await peer.send_close(1000, "bye")
+        assert await peer.expect_close() == (1000, "bye")
+        await peer.stream.aclose()
+        assert await wss.closed == (1000, "bye")
+        assert await readable.receive() == "done"
+        with pytest.raises(trio.EndOfChannel):
+            await readable.receive()
 
 
 async def test_pings_already_read_are_answered_while_the_user_does_not_read() -> None:

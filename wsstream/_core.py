@@ -35,7 +35,7 @@ from websockets.extensions.permessage_deflate import (
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request as CoreRequest
 from websockets.http11 import Response as CoreResponse
-from websockets.protocol import State
+from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
 from websockets.uri import WebSocketURI
 
@@ -59,23 +59,28 @@ _WINDOW_BITS = 12
 _COMPRESS_SETTINGS = {"memLevel": 5}
 
 
-class _ClientProtocol(ClientProtocol):
+class _Assembling(Protocol):
     # Data frames are assembled as the core parses them, so that invalid
     # UTF-8 stops the parser at that very frame: the core then fails the
     # connection with 1007 and acts on nothing that came after it.
     on_frame: Callable[[Frame], None]
 
     def recv_frame(self, frame: Frame) -> None:
+        if frame.opcode is _CLOSE and self.current_size is not None:
+            # A Close may come between the fragments of a message (control
+            # frames may be injected, RFC 6455 5.4): the message will never
+            # end, so drop it and close cleanly; the core would answer 1002.
+            self.current_size = None
         super().recv_frame(frame)
         self.on_frame(frame)
 
 
-class _ServerProtocol(ServerProtocol):
-    on_frame: Callable[[Frame], None]
+class _ClientProtocol(_Assembling, ClientProtocol):
+    pass
 
-    def recv_frame(self, frame: Frame) -> None:
-        super().recv_frame(frame)
-        self.on_frame(frame)
+
+class _ServerProtocol(_Assembling, ServerProtocol):
+    pass
 
 
 class HandshakeFailure(Exception):
@@ -348,11 +353,15 @@ class Core:
                     self._binary = bytearray()
             if frame.fin:
                 self._text = None
+        elif opcode is _CLOSE:
+            self._text = None  # an unfinished message is dropped
+            self._parts = []
+            self._binary = bytearray()
+            self._decoder = None
         elif opcode is _PONG:
             self.pongs.append(bytes(frame.data))
         elif opcode is _PING:
             self.pings_received += 1
-        # Close: the core recorded it and queued the reply.
 
     def _feed_text(self, data: bytes | bytearray | memoryview, fin: bool) -> None:
         assert self._decoder is not None
