@@ -30,8 +30,8 @@ was left, the stream is closed and ``closed`` settles. A deadline or an abort
 cancels the run scope; the stream is then closed forcefully and the outcome
 is computed from what the core saw (1006 unless Close frames were exchanged).
 
-Wake-ups use :class:`trio.lowlevel.ParkingLot`, so nothing is allocated per
-message (rule 6).
+Wake-ups use :class:`~wsstream._waiters.Waiters` (a light ParkingLot), so
+nothing is allocated per message (rule 6).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 
 import trio
-from trio.lowlevel import ParkingLot, cancel_shielded_checkpoint, checkpoint_if_cancelled
+from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
 
 from ._channels import OpenInfo, Readable, Writable
 from ._core import Core, HandshakeFailure
@@ -55,6 +55,7 @@ from ._handshake import client_handshake, server_handshake
 from ._options import CloseInfo, Options, ServerHooks, Statistics
 from ._pings import PingTracker
 from ._promise import Promise
+from ._waiters import Waiters
 
 __all__ = ["CloseInfo", "Connection", "Options", "ServerHooks", "Statistics"]
 
@@ -112,6 +113,61 @@ def _deadline_after(seconds: float | None) -> float:
 class Connection:
     """One WebSocket connection; see the module docstring."""
 
+    # Slots: a connection is long-lived and numerous on a server; a dict
+    # per instance would cost about 1.5 KiB.
+    __slots__ = (
+        "_abort_exc",
+        "_close_initiated",
+        "_close_pending",
+        "_close_seen",
+        "_closing",
+        "_connect",
+        "_ctrl_inflight",
+        "_ctrl_pending",
+        "_discard",
+        "_end_stream",
+        "_finished",
+        "_flush_lot",
+        "_forceful",
+        "_held",
+        "_inbox",
+        "_inbox_bytes",
+        "_keepalive_scope",
+        "_out_bytes",
+        "_outbox",
+        "_pause_epoch",
+        "_paused",
+        "_progress",
+        "_read_limit",
+        "_reader_done",
+        "_recv_end",
+        "_recv_lot",
+        "_resume_at",
+        "_resume_lot",
+        "_scope",
+        "_send_error",
+        "_send_lot",
+        "_server",
+        "_signal_scope",
+        "_unclean",
+        "_write_broken",
+        "_write_limit",
+        "_writing",
+        "bytes_received",
+        "bytes_sent",
+        "closed",
+        "core",
+        "error",
+        "id",
+        "messages_discarded",
+        "messages_received",
+        "messages_sent",
+        "opened",
+        "options",
+        "pings",
+        "stream",
+    )
+
     def __init__(
         self,
         core: Core,
@@ -145,8 +201,8 @@ class Connection:
         # We sent a Close: reading never pauses again (the peer's Close must
         # get through), and messages over read_limit are dropped instead.
         self._closing = False
-        self._recv_lot = ParkingLot()
-        self._resume_lot = ParkingLot()
+        self._recv_lot = Waiters()
+        self._resume_lot = Waiters()
         # What receive() raises once the inbox is empty: EndOfChannel (clean
         # end), the connection's error, or ClosedResourceError (we stopped
         # reading). None while messages may still come.
@@ -161,8 +217,8 @@ class Connection:
         self._writing = False
         self._write_broken = False
         self._write_limit = options.write_limit
-        self._flush_lot = ParkingLot()
-        self._send_lot = ParkingLot()
+        self._flush_lot = Waiters()
+        self._send_lot = Waiters()
         self._reader_done = False
         self._progress = 0  # messages taken or sent by the user, for the flusher
         # What send() raises: ClosedResourceError (we closed) or a
@@ -420,7 +476,8 @@ class Connection:
                 self._send_error = WebSocketError._build(
                     "the peer closed the connection", code, reason
                 )
-                self._send_lot.unpark_all()
+                if self._send_lot:
+                    self._send_lot.unpark_all()
             if self._recv_end is None:
                 self._recv_end = trio.EndOfChannel()
                 self._recv_lot.unpark_all()
@@ -434,7 +491,8 @@ class Connection:
             return
         code, reason = failure
         self._closing = True
-        self._resume_lot.unpark_all()
+        if self._resume_lot:
+            self._resume_lot.unpark_all()
         error = WebSocketError._build(
             f"the connection failed: {reason or code}", code, reason
         )
@@ -455,7 +513,8 @@ class Connection:
         if self._send_error is None or not isinstance(self._send_error, WebSocketError):
             self._send_error = send_error
         self._recv_lot.unpark_all()
-        self._send_lot.unpark_all()
+        if self._send_lot:
+            self._send_lot.unpark_all()
 
     # -- flusher ---------------------------------------------------------
 
@@ -614,14 +673,16 @@ class Connection:
         self._inbox_bytes = 0
         self._recv_end = trio.ClosedResourceError("the readable was closed")
         self._recv_lot.unpark_all()
-        self._resume_lot.unpark_all()
+        if self._resume_lot:
+            self._resume_lot.unpark_all()
 
     def discard_incoming(self) -> None:
         """Drop messages from now on without closing the readable."""
         self._discard = True
         self._inbox.clear()
         self._inbox_bytes = 0
-        self._resume_lot.unpark_all()
+        if self._resume_lot:
+            self._resume_lot.unpark_all()
 
     def close(self, code: int | None, reason: str) -> None:
         """Start the closing handshake (arguments already validated).
@@ -633,7 +694,8 @@ class Connection:
             return
         if self._send_error is None:
             self._send_error = trio.ClosedResourceError("this side closed the connection")
-            self._send_lot.unpark_all()
+            if self._send_lot:
+                self._send_lot.unpark_all()
         if not self.opened.settled:
             self.abort(WebSocketError._build(
                 "the connection was closed before the opening handshake finished", 1006
@@ -646,7 +708,8 @@ class Connection:
             core.send_close(code, reason)
             self._queue(core.data_to_send())
         self._closing = True
-        self._resume_lot.unpark_all()
+        if self._resume_lot:
+            self._resume_lot.unpark_all()
         self._arm_close_deadline()
 
     def abort(self, exc: WebSocketError) -> None:
@@ -746,8 +809,10 @@ class Connection:
         self._out_bytes = 0
         self.pings.release_all()
         self._recv_lot.unpark_all()
-        self._send_lot.unpark_all()
-        self._resume_lot.unpark_all()
+        if self._send_lot:
+            self._send_lot.unpark_all()
+        if self._resume_lot:
+            self._resume_lot.unpark_all()
         self._flush_lot.unpark_all()
 
     def _set_ends_clean(self) -> None:
@@ -758,7 +823,7 @@ class Connection:
 
     async def closed_event(self) -> None:
         """Wait until ``closed`` settled, whatever the outcome."""
-        await self.closed._event.wait()
+        await self.closed.settled_event()
 
     def statistics(self) -> Statistics:
         return Statistics(

@@ -6,7 +6,9 @@ no I/O and knows nothing of trio, so it is tested by feeding it bytes.
 
 What it adds to the core, which yields frames: reassembly of fragmented
 messages, incremental UTF-8 decoding of text (invalid UTF-8 fails the
-connection with 1007 as soon as the bad byte arrives, even mid-message),
+connection with 1007 as soon as the frame holding the bad byte is complete,
+without waiting for the end of the message; the core yields whole frames
+only, so not in the middle of one: Autobahn 6.4.3/6.4.4 are NON-STRICT),
 and the handshake glue (our :class:`~wsstream.Request` and
 :class:`~wsstream.Response` in, the core's types out). Sizes are bounded by
 the core's ``max_size`` (message and decompressed size); fragments are not
@@ -294,7 +296,14 @@ class Core:
             response.headers[name] = value
         if response.status_code == 101:
             self.extensions = response.headers.get("Sec-WebSocket-Extensions", "")
-        self.protocol.send_response(response)
+        protocol = self.protocol
+        protocol.send_response(response)
+        if response.status_code == 101 and not protocol.reader.buffer:
+            # A fresh parser: the old one's frame keeps the parsed request
+            # (about 3 KiB) alive as long as the connection. Safe because the
+            # server fed the core the request alone, so no frame is half read.
+            protocol.parser = protocol.parse()
+            next(protocol.parser)
         return response.status_code == 101
 
     def reject(self, response: Response) -> None:

@@ -33,16 +33,25 @@ class Headers(Mapping[str, str]):
                     raise ValueError(f"invalid header {name!r}: {value!r}")
                 pairs.append((name, value))
         self._items = tuple(pairs)
-        index: dict[str, list[str]] = {}
-        for name, value in pairs:
-            index.setdefault(name.lower(), []).append(value)
-        self._index = index
+        # Built on first lookup: a server keeps every connection's request
+        # headers, most of which are never looked up.
+        self._index: dict[str, list[str]] | None = None
+
+    @property
+    def _by_name(self) -> dict[str, list[str]]:
+        index = self._index
+        if index is None:
+            index = {}
+            for name, value in self._items:
+                index.setdefault(name.lower(), []).append(value)
+            self._index = index
+        return index
 
     def __getitem__(self, name: str) -> str:
-        return self._index[name.lower()][0]
+        return self._by_name[name.lower()][0]
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._index
+        return isinstance(name, str) and name.lower() in self._by_name
 
     def __iter__(self) -> Iterator[str]:
         seen: set[str] = set()
@@ -52,11 +61,11 @@ class Headers(Mapping[str, str]):
                 yield name
 
     def __len__(self) -> int:
-        return len(self._index)
+        return len(self._by_name)
 
     def get_all(self, name: str) -> list[str]:
         """Every value of the field ``name``, in order; ``[]`` when absent."""
-        return list(self._index.get(name.lower(), ()))
+        return list(self._by_name.get(name.lower(), ()))
 
     def raw_items(self) -> tuple[tuple[str, str], ...]:
         """Every ``(name, value)`` field in order, repeated names included."""

@@ -26,36 +26,44 @@ class Promise(Generic[T]):
     only stops that task's wait; the promise itself is unaffected.
     """
 
-    __slots__ = ("_event", "_exc", "_value")
+    __slots__ = ("_event", "_exc", "_settled", "_value")
 
     def __init__(self) -> None:
-        self._event = trio.Event()
+        # The Event is made only when a task has to wait: a server keeps two
+        # promises per connection, mostly settled before anyone awaits them.
+        self._event: trio.Event | None = None
+        self._settled = False
         self._value: T | None = None
         self._exc: BaseException | None = None
 
     @property
     def settled(self) -> bool:
         """Whether the promise has a value or an exception."""
-        return self._event.is_set()
+        return self._settled
+
+    def _settle(self) -> None:
+        self._settled = True
+        if self._event is not None:
+            self._event.set()
 
     def resolve(self, value: T) -> None:
         """Settle with ``value``; does nothing if already settled."""
-        if not self._event.is_set():
+        if not self._settled:
             self._value = value
-            self._event.set()
+            self._settle()
 
     def reject(self, exc: BaseException) -> None:
         """Settle with ``exc``; does nothing if already settled."""
-        if not self._event.is_set():
+        if not self._settled:
             self._exc = exc
-            self._event.set()
+            self._settle()
 
     def result(self) -> T:
         """The value without waiting; raises the exception if rejected.
 
         Raises :class:`RuntimeError` if the promise has not settled yet.
         """
-        if not self._event.is_set():
+        if not self._settled:
             raise RuntimeError("the promise has not settled yet")
         if self._exc is not None:
             raise self._exc.with_traceback(None)
@@ -65,16 +73,25 @@ class Promise(Generic[T]):
         """The exception it was rejected with, or ``None``; does not wait."""
         return self._exc
 
+    async def settled_event(self) -> None:
+        """Wait until settled, whatever the outcome; never raises it."""
+        if self._settled:
+            await trio.lowlevel.checkpoint()
+            return
+        if self._event is None:
+            self._event = trio.Event()
+        await self._event.wait()
+
     async def wait(self) -> T:
         """Wait until settled, then return the value or raise the exception."""
-        await self._event.wait()
+        await self.settled_event()
         return self.result()
 
     def __await__(self) -> Generator[Any, None, T]:
         return self.wait().__await__()
 
     def __repr__(self) -> str:
-        if not self._event.is_set():
+        if not self._settled:
             state = "pending"
         elif self._exc is not None:
             state = f"rejected with {self._exc!r}"

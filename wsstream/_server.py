@@ -110,7 +110,10 @@ async def _serve_connection(config: _Config, stream: trio.abc.Stream,
             return
         request = core.request
         assert request is not None
-        host = request.headers.get("Host", "localhost")
+        # A scan, not a lookup: the index of the headers is built lazily.
+        host = next(
+            (v for k, v in request.headers.raw_items() if k.lower() == "host"), "localhost"
+        )
         scheme = "wss" if config.secure else "ws"
         try:
             wss = WebSocketStream._accepted(conn, f"{scheme}://{host}{request.path}", request)
