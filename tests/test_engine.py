@@ -421,3 +421,17 @@ async def test_outside_cancellation_sends_1001_even_if_the_body_pauses_while_unw
     assert await peer.expect_close() == (1001, "")
     with pytest.raises(wsstream.WebSocketError):
         await wss.closed
+
+
+async def test_server_answers_a_malformed_request_with_400() -> None:
+    ours, theirs = trio.testing.memory_stream_pair()
+
+    async def handler(wss: wsstream.WebSocketStream) -> None:
+        raise AssertionError("must not run")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(wsstream.serve_stream, handler, ours)
+        await theirs.send_all(b"NOT HTTP AT ALL\r\n\r\n")
+        status, headers = await Peer(theirs, is_client=True).read_http()
+        assert status.startswith("HTTP/1.1 400")
+        assert headers["connection"] == "close"

@@ -306,6 +306,19 @@ class Core:
             next(protocol.parser)
         return response.status_code == 101
 
+    def bad_request_reply(self) -> bytes:
+        """Server: a 400 response for a request the core refused without one.
+
+        The core only closes on a malformed request; the engine sends this
+        first, where the socket still allows it.
+        """
+        assert isinstance(self.protocol, ServerProtocol)
+        response = self.protocol.reject(
+            http.HTTPStatus.BAD_REQUEST,
+            "Failed to open a WebSocket connection: invalid HTTP request.\n",
+        )
+        return response.serialize()
+
     def reject(self, response: Response) -> None:
         """Server: answer the request with the user's HTTP response."""
         assert isinstance(self.protocol, ServerProtocol)

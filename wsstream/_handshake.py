@@ -74,7 +74,10 @@ async def server_handshake(
         try:
             done = core.handshake_event()
         except HandshakeFailure:
-            await _write_reply(stream, core)
+            # The core's 414 or 431; for anything else it only closes, so
+            # answer 400 ourselves: the client learns why.
+            reply = b"".join(core.data_to_send())
+            await stream.send_all(reply or core.bad_request_reply())
             raise
         if done:
             break
