@@ -388,7 +388,9 @@ def client_picows(url: str, spec: dict[str, Any]) -> dict[str, Any]:
             if t not in (WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CONTINUATION):
                 future = self.pipeline.future if self.pipeline else None
                 if t is WSMsgType.CLOSE and future is not None and not future.done():
-                    future.set_exception(EOFError("closed by the server"))
+                    future.set_exception(EOFError(
+                        f"closed by the server: {frame.get_close_code()} "
+                        f"{frame.get_close_reason()!r}"))
                 return
             if t is not WSMsgType.CONTINUATION:
                 self.type = t
