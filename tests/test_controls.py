@@ -245,3 +245,42 @@ async def test_connection_refused_is_a_handshake_error() -> None:
         with pytest.raises(wsstream.HandshakeError) as info:
             await wss.opened
     assert info.value.close_code == 1006 and info.value.status is None
+
+
+async def test_close_timeout_resets_the_connection_so_a_stalled_peer_learns_at_once(
+    nursery: trio.Nursery, autojump_clock: Any
+) -> None:
+    # A peer that completed the handshake, then stopped reading. When our
+    # close_timeout expires, a FIN would wait behind the bytes it has not
+    # read; a reset reaches it at once (its next read fails).
+    accepted: list[trio.SocketStream] = []
+    ready = trio.Event()
+
+    async def stalled_peer(stream: trio.SocketStream) -> None:
+        await Peer(stream, is_client=False).accept()
+        accepted.append(stream)
+        ready.set()
+        await trio.sleep_forever()
+
+    listeners = await nursery.start(
+        lambda task_status: trio.serve_tcp(
+            stalled_peer, 0, host="127.0.0.1", task_status=task_status
+        )
+    )
+    port = listeners[0].socket.getsockname()[1]
+    async with wsstream.WebSocketStream(
+        f"ws://127.0.0.1:{port}/", compression=None, ping_interval=None, close_timeout=5
+    ) as wss:
+        _, writable, *_ = await wss.opened
+        await ready.wait()
+        with trio.move_on_after(1):  # fill every buffer on the way
+            while True:
+                await writable.send(b"x" * 65536)
+        wss.close(1000)
+        with pytest.raises(wsstream.WebSocketError) as info:
+            await wss.closed
+        assert info.value.close_code == 1006
+    with pytest.raises(trio.BrokenResourceError) as reset:
+        while await accepted[0].receive_some(1 << 20):
+            pass
+    assert isinstance(reset.value.__cause__, ConnectionResetError)
