@@ -3,6 +3,7 @@ headers, statistics. Real TCP (and TLS) on 127.0.0.1."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import pytest
@@ -262,11 +263,7 @@ async def test_close_timeout_resets_the_connection_so_a_stalled_peer_learns_at_o
         ready.set()
         await trio.sleep_forever()
 
-    listeners = await nursery.start(
-        lambda task_status: trio.serve_tcp(
-            stalled_peer, 0, host="127.0.0.1", task_status=task_status
-        )
-    )
+    listeners = await nursery.start(partial(trio.serve_tcp, stalled_peer, 0, host="127.0.0.1"))
     port = listeners[0].socket.getsockname()[1]
     async with wsstream.WebSocketStream(
         f"ws://127.0.0.1:{port}/", compression=None, ping_interval=None, close_timeout=5
