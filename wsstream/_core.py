@@ -39,6 +39,7 @@ from websockets.http11 import Request as CoreRequest
 from websockets.http11 import Response as CoreResponse
 from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
+from websockets.typing import Subprotocol
 from websockets.uri import WebSocketURI
 
 from ._http import Headers, Request, Response
@@ -82,7 +83,14 @@ class _ClientProtocol(_Assembling, ClientProtocol):
 
 
 class _ServerProtocol(_Assembling, ServerProtocol):
-    pass
+    # The engine's rule replaces the core's (which prefers the server's order
+    # and refuses a client that offers none): set by Core.accept.
+    select: Callable[[Sequence[str]], str | None] | None = None
+
+    def select_subprotocol(self, subprotocols: Sequence[Subprotocol]) -> Subprotocol | None:
+        select = self.select
+        chosen = None if select is None else select(list(subprotocols))
+        return None if chosen is None else Subprotocol(chosen)
 
 
 class HandshakeFailure(Exception):
@@ -105,7 +113,6 @@ class Core:
         "_binary",
         "_decoder",
         "_parts",
-        "_select",
         "_text",
         "extensions",
         "failure",
@@ -130,7 +137,6 @@ class Core:
         self._decoder: codecs.IncrementalDecoder | None = None
         self._parts: list[str] = []
         self._binary = bytearray()
-        self._select: Callable[[Sequence[str]], str | None] | None = None
         self.request: Request | None = None  # server: the client's request
         self.response: CoreResponse | None = None  # client: the server's answer
         # The negotiated Sec-WebSocket-Extensions value, "" when none.
@@ -196,22 +202,13 @@ class Core:
             )]
             if compression == "deflate" else None
         )
-        core_holder: list[Core] = []
-
-        def select_subprotocol(_: ServerProtocol, offered: Sequence[str]) -> str | None:
-            select = core_holder[0]._select
-            return None if select is None else select(list(offered))
-
         protocol = _ServerProtocol(
             origins=list(origins) if origins is not None else None,  # type: ignore[arg-type]
             extensions=extensions,
-            select_subprotocol=select_subprotocol,  # type: ignore[arg-type]
             max_size=max_message_size,
             logger=_log,
         )
-        core = cls(protocol)
-        core_holder.append(core)
-        return core
+        return cls(protocol)
 
     # -- state -----------------------------------------------------------
 
@@ -289,7 +286,7 @@ class Core:
         Returns True if the connection is open.
         """
         assert isinstance(self.protocol, ServerProtocol) and self.request is not None
-        self._select = select
+        self.protocol.select = select
         request = CoreRequest(self.request.path, CoreHeaders(self.request.headers.raw_items()))
         response = self.protocol.accept(request)
         for name, value in extra_headers.raw_items():
