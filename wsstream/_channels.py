@@ -59,7 +59,7 @@ class Readable(trio.abc.ReceiveChannel[Message]):
         ``receive()``/``send()`` calls), so a busy loop stays fair to other
         tasks without paying a task switch per message.
         """
-        return await self._conn.receive()
+        return await self._conn.inbox.receive()
 
     async def cancel(self, reason: object = None) -> None:
         """Stop reading and start the closing handshake.

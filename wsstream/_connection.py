@@ -7,15 +7,17 @@ the user owns (the client's ``async with``, or ``serve``). That task opens
 the stream (client), does the opening handshake under ``open_timeout``, then
 runs two tasks until the connection is over:
 
-* the **reader** reads the stream in large chunks, feeds the core, appends
-  complete messages to the inbox (a deque; the readable takes from it) and
-  appends whatever the core wants to send (pongs, the Close echo) to the
-  outbox. It never waits on the writer (engine rule 1). It stops reading
+* the **reader** reads the stream in large chunks, feeds the core, puts
+  complete messages in the inbox (``_inbox.py``; the readable takes from it)
+  and whatever the core wants to send (pongs, the Close echo) in the outbox
+  (``_outbox.py``). It never waits on the writer (engine rule 1). It stops reading
   while the inbox holds ``read_limit`` bytes or more, and resumes once the
   user has taken it down to half of that (backpressure, rule 3).
 * the **flusher** waits for the outbox to be non-empty and writes all of it
   with one ``send_all`` (rule 2), then wakes senders blocked on
-  ``write_limit``. It is the only writer of the stream, so a cancelled user
+  ``write_limit``. When it wakes while the user still has messages to
+  answer, it lets the user run first, so the replies to a burst share a
+  write. It is the only writer of the stream, so a cancelled user
   can never leave half a frame on the wire (rule 7).
 
 ``send()`` serialises into the outbox and returns: no socket I/O happens in
@@ -42,7 +44,6 @@ import math
 import os
 import socket
 import struct
-from collections import deque
 from collections.abc import Awaitable, Callable
 
 import trio
@@ -52,40 +53,23 @@ from ._channels import OpenInfo, Readable, Writable
 from ._core import Core, HandshakeFailure
 from ._errors import AbortError, HandshakeError, WebSocketError
 from ._handshake import client_handshake, server_handshake
+from ._inbox import YIELD_MASK, Inbox
 from ._options import CloseInfo, Options, ServerHooks, Statistics
+from ._outbox import Outbox
 from ._pings import PingTracker
 from ._promise import Promise
-from ._waiters import Waiters
 
 __all__ = ["CloseInfo", "Connection", "Options", "ServerHooks", "Statistics"]
 
 _log = logging.getLogger("wsstream")
 
-#: Bytes asked of the stream per read. 64 KiB is trio's own default and stays
-#: below glibc's mmap threshold, so each read is a cheap allocation.
-RECEIVE_SIZE = 65536
-
-#: The smallest read, when the inbox is close to ``read_limit``.
-MIN_RECEIVE = 4096
-
 #: Pongs and Close echoes that the peer does not read may pile up to this many
 #: bytes; past it the peer is flooding us and the connection fails with 1008.
 MAX_PENDING_CONTROL = 128 * 1024
 
-#: What a buffered message counts for beyond its payload, towards
-#: read_limit: about what Python spends on the object and its slot, so that a
-#: flood of empty or tiny messages is bounded in memory too.
-MESSAGE_OVERHEAD = 64
-
 #: At most this many schedule passes may a flusher wait for the user to
 #: answer messages already in the inbox before it writes.
 FLUSH_DEFER_PASSES = 64
-
-#: send() and receive() that need not wait yield to the scheduler only when
-#: the count of both reaches a multiple of 16: a task switch per message was
-#: most of the cost of a small message (trio's docs allow a checkpoint that
-#: does not always switch; each call still checks for cancellation).
-YIELD_MASK = 15
 
 #: How long a forceful close (cancellation) lets the Close frame leave when
 #: the socket cannot take it at once.
@@ -116,15 +100,11 @@ class Connection:
     # Slots: a connection is long-lived and numerous on a server; a dict
     # per instance would cost about 1.5 KiB.
     __slots__ = (
-        "_abort_exc", "_close_initiated", "_close_pending", "_close_seen", "_closing",
-        "_connect", "_ctrl_inflight", "_ctrl_pending", "_discard", "_end_stream", "_finished",
-        "_flush_lot", "_forceful", "_held", "_inbox", "_inbox_bytes", "_keepalive_scope",
-        "_out_bytes", "_outbox", "_pause_epoch", "_paused", "_progress", "_read_limit",
-        "_reader_done", "_recv_end", "_recv_lot", "_resume_at", "_resume_lot", "_scope",
-        "_send_error", "_send_lot", "_server", "_signal_scope", "_unclean", "_write_broken",
-        "_write_limit", "_writing", "bytes_received", "bytes_sent", "closed", "core", "error",
-        "id", "messages_discarded", "messages_received", "messages_sent", "opened", "options",
-        "pings", "stream",
+        "_abort_exc", "_close_initiated", "_close_pending", "_close_seen", "_connect",
+        "_finished", "_forceful", "_held", "_keepalive_scope", "_out", "_reader_done",
+        "_scope", "_send_error", "_server", "_signal_scope", "_unclean", "_write_limit",
+        "bytes_received", "closed", "core", "error", "id", "inbox", "messages_received",
+        "messages_sent", "opened", "options", "pings", "stream",
     )
 
     def __init__(
@@ -149,37 +129,10 @@ class Connection:
         self._abort_exc: WebSocketError | None = None
         self._finished = False
 
-        # Incoming messages, waiting for the user.
-        self._inbox: deque[str | bytes] = deque()
-        self._inbox_bytes = 0
-        self._read_limit = options.read_limit
-        self._resume_at = options.read_limit // 2
-        self._paused = False
-        self._pause_epoch = 0
-        self._discard = False  # drop incoming messages: nobody will read them
-        # We sent a Close: reading never pauses again (the peer's Close must
-        # get through), and messages over read_limit are dropped instead.
-        self._closing = False
-        self._recv_lot = Waiters()
-        self._resume_lot = Waiters()
-        # What receive() raises once the inbox is empty: EndOfChannel (clean
-        # end), the connection's error, or ClosedResourceError (we stopped
-        # reading). None while messages may still come.
-        self._recv_end: BaseException | None = None
-
-        # Outgoing bytes, whole frames each.
-        self._outbox: list[bytes] = []
-        self._out_bytes = 0  # pending + being written
-        self._ctrl_pending = 0  # of which queued by the reader (pongs, echo)
-        self._ctrl_inflight = 0
-        self._end_stream = False  # the core asked to end the stream after the outbox
-        self._writing = False
-        self._write_broken = False
+        self.inbox = Inbox(options.read_limit)
+        self._out = Outbox()
         self._write_limit = options.write_limit
-        self._flush_lot = Waiters()
-        self._send_lot = Waiters()
         self._reader_done = False
-        self._progress = 0  # messages taken or sent by the user, for the flusher
         # What send() raises: ClosedResourceError (we closed) or a
         # WebSocketError (the peer closed, or the connection failed).
         self._send_error: BaseException | None = None
@@ -201,8 +154,6 @@ class Connection:
         # Statistics.
         self.messages_sent = 0
         self.messages_received = 0
-        self.messages_discarded = 0
-        self.bytes_sent = 0
         self.bytes_received = 0
 
     # ------------------------------------------------------------------
@@ -241,7 +192,7 @@ class Connection:
                 await self._reader()
                 self._arm_close_deadline()
                 self._reader_done = True
-                self._flush_lot.unpark_all()
+                self._out.wake_flusher()
                 # Keepalive has nothing left to do; the flusher finishes.
                 if self._keepalive_scope is not None:
                     self._keepalive_scope.cancel()
@@ -312,22 +263,11 @@ class Connection:
         assert stream is not None
         receive_some = stream.receive_some
         process = self._process_incoming
+        inbox = self.inbox
         while not core.is_closed:
-            if self._inbox_bytes >= self._read_limit and not (self._discard or self._closing):
-                self._paused = True
-                self._pause_epoch += 1
-                while self._inbox_bytes > self._resume_at and not (
-                    self._discard or self._closing
-                ):
-                    await self._resume_lot.park()
-                self._paused = False
-            # Near the limit, read less: what one read brings in lands in the
-            # inbox whole, so this keeps the inbox within read_limit plus
-            # MIN_RECEIVE (for uncompressed data).
-            size = self._read_limit - self._inbox_bytes
-            size = RECEIVE_SIZE if size >= RECEIVE_SIZE else max(size, MIN_RECEIVE)
+            await inbox.wait_for_room()
             try:
-                data = await receive_some(size)
+                data = await receive_some(inbox.read_size())
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 data = b""
             if data:
@@ -350,26 +290,7 @@ class Connection:
         messages = core.take_messages()
         if messages:
             self.messages_received += len(messages)
-            if self._discard:
-                self.messages_discarded += len(messages)
-            else:
-                inbox = self._inbox
-                n = self._inbox_bytes
-                if self._closing:
-                    limit = self._read_limit
-                    for message in messages:
-                        if n >= limit:
-                            self.messages_discarded += 1
-                        else:
-                            n += len(message) + MESSAGE_OVERHEAD
-                            inbox.append(message)
-                else:
-                    for message in messages:
-                        n += len(message) + MESSAGE_OVERHEAD
-                        inbox.append(message)
-                self._inbox_bytes = n
-                if self._recv_lot:
-                    self._recv_lot.unpark_all()
+            self.inbox.put(messages)
         if core.pongs:
             self.pings.on_pongs(core.take_pongs())
         if not self._close_seen and core.close_received is not None:
@@ -378,9 +299,8 @@ class Connection:
         if data and self._close_pending:
             self._held.extend(data)  # the Close echo waits for the decision
         elif data:
-            n = self._queue(data)
-            self._ctrl_pending += n
-            if self._ctrl_pending + self._ctrl_inflight > MAX_PENDING_CONTROL:
+            self._out.queue(data, control=True)
+            if self._out.control > MAX_PENDING_CONTROL:
                 self._fail(1008, "too many control frames left unread")
         if core.failure is not None or core.protocol.parser_exc is not None:
             self._on_failure()
@@ -400,15 +320,11 @@ class Connection:
             return WebSocketError._build("the peer closed the connection", *received)
         return self.error or _dropped()
 
-    def _unwritten(self) -> int:
-        """Bytes of our messages not known to be written to the stream."""
-        return self._out_bytes - self._ctrl_pending - self._ctrl_inflight
-
     def _on_close_received(self) -> None:
         self._close_seen = True
         if self.core.protocol_failure is not None:
             return
-        if not self._close_initiated and self._unwritten() > 0:
+        if not self._close_initiated and self._out.unwritten_messages > 0:
             # Maybe our messages are still unwritten; maybe the flusher's
             # last write just finished and it has not run since to say so.
             # The reader lets it run once, then decides (_settle_close).
@@ -420,12 +336,12 @@ class Connection:
         """The peer's Close is in: decide whether the close is clean."""
         self._close_pending = False
         code, reason = self.core.close_received  # type: ignore[misc]
-        if not self._close_initiated and self._unwritten() > 0:
+        if not self._close_initiated and self._out.unwritten_messages > 0:
             # The peer closed while our messages were unwritten: they will
             # never be read, so drop what is not on the wire yet and let the
             # Close echo go out at once (RFC 6455 5.5.1 allows it). Such a
             # close is not clean (the browser's remote-close rule).
-            self._drop_pending_output()
+            self._out.drop_pending()
             self._unclean = WebSocketError._build(
                 "the peer closed the connection with messages still unsent", code, reason
             )
@@ -435,23 +351,18 @@ class Connection:
                 self._send_error = WebSocketError._build(
                     "the peer closed the connection", code, reason
                 )
-                if self._send_lot:
-                    self._send_lot.unpark_all()
-            if self._recv_end is None:
-                self._recv_end = trio.EndOfChannel()
-                self._recv_lot.unpark_all()
+                self._out.wake_senders()
+            self.inbox.finish(trio.EndOfChannel(), replace_clean_end=False)
         held, self._held = self._held, []
         if held:
-            self._ctrl_pending += self._queue(held)
+            self._out.queue(held, control=True)
 
     def _on_failure(self) -> None:
         failure = self.core.protocol_failure
         if failure is None or self.error is not None:
             return
         code, reason = failure
-        self._closing = True
-        if self._resume_lot:
-            self._resume_lot.unpark_all()
+        self.inbox.stop_pausing()
         error = WebSocketError._build(
             f"the connection failed: {reason or code}", code, reason
         )
@@ -462,84 +373,49 @@ class Connection:
         if self.core.is_closed or self.core.failure is not None:
             return
         self.core.fail(code, reason)
-        self._queue(self.core.data_to_send())
+        self._out.queue(self.core.data_to_send())
         self._on_failure()
         self._arm_close_deadline()
 
     def _set_ends(self, recv_end: BaseException, send_error: BaseException) -> None:
-        if self._recv_end is None or isinstance(self._recv_end, trio.EndOfChannel):
-            self._recv_end = recv_end
+        self.inbox.finish(recv_end)
         if self._send_error is None or not isinstance(self._send_error, WebSocketError):
             self._send_error = send_error
-        self._recv_lot.unpark_all()
-        if self._send_lot:
-            self._send_lot.unpark_all()
+        self._out.wake_senders()
 
     # -- flusher ---------------------------------------------------------
-
-    def _queue(self, data: list[bytes]) -> int:
-        """Append frames to the outbox and wake the flusher; returns the byte count."""
-        n = 0
-        outbox = self._outbox
-        for chunk in data:
-            if chunk:
-                outbox.append(chunk)
-                n += len(chunk)
-            else:
-                self._end_stream = True
-        self._out_bytes += n
-        if self._flush_lot:
-            self._flush_lot.unpark()
-        return n
-
-    def _drop_pending_output(self) -> None:
-        dropped = sum(len(chunk) for chunk in self._outbox)
-        self._outbox = []
-        self._out_bytes -= dropped
-        self._ctrl_pending = 0
 
     async def _flusher(self) -> None:
         stream = self.stream
         assert stream is not None
-        lot = self._flush_lot
+        out, inbox = self._out, self.inbox
         while True:
-            while not self._outbox:
-                if self._end_stream:
+            while not out:
+                if out.end_stream:
                     await self._end_the_stream()
                     return
-                if self._reader_done or self._write_broken:
+                if self._reader_done or out.broken:
                     return
-                await lot.park()
-            if self._inbox:
+                await out.wait_for_frames()
+            if inbox:
                 # The user has messages to handle: let it run first, so that
                 # its replies to a burst share one send_all (rule 2). Stop
                 # once a pass goes by in which it neither took nor sent.
                 for _ in range(FLUSH_DEFER_PASSES):
-                    progress = self._progress
+                    progress = inbox.taken + self.messages_sent
                     await cancel_shielded_checkpoint()
-                    if self._progress == progress or self._out_bytes > self._write_limit:
+                    if (
+                        inbox.taken + self.messages_sent == progress
+                        or out.size > self._write_limit
+                    ):
                         break
-            batch = self._outbox
-            self._outbox = []
-            data = batch[0] if len(batch) == 1 else b"".join(batch)
-            self._ctrl_inflight = self._ctrl_pending
-            self._ctrl_pending = 0
-            self._writing = True
             try:
-                await stream.send_all(data)
+                await out.write(stream)
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                self._writing = False
-                self._write_broken = True
                 _log.debug("connection %s: write failed: %r", self.id, exc)
                 # The peer is gone: nothing more can be said to it.
                 self._scope.cancel()
                 return
-            self._writing = False
-            self._out_bytes -= len(data)
-            self.bytes_sent += len(data)
-            self._ctrl_inflight = 0
-            if self._send_lot:
-                self._send_lot.unpark_all()
 
     async def _end_the_stream(self) -> None:
         stream = self.stream
@@ -562,14 +438,14 @@ class Connection:
                 await trio.sleep(interval)
                 if not self.core.is_open:
                     return
-                epoch = self._pause_epoch
+                epoch = self.inbox.pause_epoch
                 with trio.move_on_after(math.inf if timeout is None else timeout) as wait:
                     try:
                         await self.ping()
                     except (trio.BrokenResourceError, trio.ClosedResourceError):
                         return
                 if wait.cancelled_caught:
-                    if self._paused or epoch != self._pause_epoch:
+                    if self.inbox.paused or epoch != self.inbox.pause_epoch:
                         # Our own backpressure may hold the pong unread.
                         continue
                     self._fail(1011, "keepalive ping timeout")
@@ -589,8 +465,9 @@ class Connection:
                 f"a message must be str or a bytes-like object, not {type(message).__name__}"
             )
         await checkpoint_if_cancelled()
-        while self._out_bytes > self._write_limit and self._send_error is None:
-            await self._send_lot.park()
+        out = self._out
+        while out.size > self._write_limit and self._send_error is None:
+            await out.wait_for_writes()
         if self._send_error is not None:
             raise self._send_error.with_traceback(None)
         if not self.core.is_open:
@@ -600,48 +477,17 @@ class Connection:
         else:
             self.core.send_binary(message)  # type: ignore[arg-type]
         self.messages_sent += 1
-        self._progress += 1
-        self._queue(self.core.data_to_send())
-        if not self._progress & YIELD_MASK:
+        out.queue(self.core.data_to_send())
+        if not self.messages_sent & YIELD_MASK:
             await cancel_shielded_checkpoint()
-
-    async def receive(self) -> str | bytes:
-        """Take the next message; see :meth:`Readable.receive`."""
-        await checkpoint_if_cancelled()
-        inbox = self._inbox
-        while not inbox:
-            if self._recv_end is not None and (
-                self._finished or not isinstance(self._recv_end, trio.EndOfChannel)
-                or self.core.close_received is not None
-            ):
-                raise self._recv_end.with_traceback(None)
-            await self._recv_lot.park()
-        message = inbox.popleft()
-        self._progress += 1
-        self._inbox_bytes -= len(message) + MESSAGE_OVERHEAD
-        if self._resume_lot and self._inbox_bytes <= self._resume_at:
-            self._resume_lot.unpark_all()
-        if not self._progress & YIELD_MASK:
-            await cancel_shielded_checkpoint()
-        return message
 
     def stop_reading(self) -> None:
         """The user will read no more: drop buffered and future messages."""
-        self._discard = True
-        self._inbox.clear()
-        self._inbox_bytes = 0
-        self._recv_end = trio.ClosedResourceError("the readable was closed")
-        self._recv_lot.unpark_all()
-        if self._resume_lot:
-            self._resume_lot.unpark_all()
+        self.inbox.close()
 
     def discard_incoming(self) -> None:
         """Drop messages from now on without closing the readable."""
-        self._discard = True
-        self._inbox.clear()
-        self._inbox_bytes = 0
-        if self._resume_lot:
-            self._resume_lot.unpark_all()
+        self.inbox.clear(discard=True)
 
     def close(self, code: int | None, reason: str) -> None:
         """Start the closing handshake (arguments already validated).
@@ -653,8 +499,7 @@ class Connection:
             return
         if self._send_error is None:
             self._send_error = trio.ClosedResourceError("this side closed the connection")
-            if self._send_lot:
-                self._send_lot.unpark_all()
+            self._out.wake_senders()
         if not self.opened.settled:
             self.abort(WebSocketError._build(
                 "the connection was closed before the opening handshake finished", 1006
@@ -665,10 +510,8 @@ class Connection:
             if not self._close_seen:
                 self._close_initiated = True
             core.send_close(code, reason)
-            self._queue(core.data_to_send())
-        self._closing = True
-        if self._resume_lot:
-            self._resume_lot.unpark_all()
+            self._out.queue(core.data_to_send())
+        self.inbox.stop_pausing()
         self._arm_close_deadline()
 
     def abort(self, exc: WebSocketError) -> None:
@@ -692,7 +535,7 @@ class Connection:
         if self.opened.settled and self.core.is_open:
             self._close_initiated = True
             self.core.send_close(code, reason)
-            self._queue(self.core.data_to_send())
+            self._out.queue(self.core.data_to_send())
         self._forceful = True
 
     def _arm_close_deadline(self) -> None:
@@ -709,7 +552,7 @@ class Connection:
         if not self.core.is_open:
             raise self._not_open_error()
         self.core.send_ping(payload)
-        self._queue(self.core.data_to_send())
+        self._out.queue(self.core.data_to_send())
         rtt = await self.pings.wait(payload)
         if rtt is None:  # the connection ended first
             error = self._send_error or trio.ClosedResourceError("the connection is closed")
@@ -721,12 +564,13 @@ class Connection:
 
     async def _finish(self) -> None:
         """Close the stream and settle everything; runs shielded."""
-        if self._forceful and self._outbox and not self._writing \
-                and not self._write_broken and self.stream is not None:
+        out = self._out
+        if self._forceful and out and not out.writing and not out.broken \
+                and self.stream is not None:
             with trio.move_on_after(FORCEFUL_CLOSE_GRACE), contextlib.suppress(
                 trio.BrokenResourceError, trio.ClosedResourceError
             ):
-                await self.stream.send_all(b"".join(self._outbox))
+                await self.stream.send_all(b"".join(out.pending()))
         if self.stream is not None:
             if self._scope.cancelled_caught and not self._forceful and (
                 trio.current_time() >= self._scope.deadline
@@ -764,19 +608,14 @@ class Connection:
             self.opened.reject(outcome)
             self.closed.reject(outcome)
             self._set_ends(outcome, outcome)
-        self._outbox = []
-        self._out_bytes = 0
+        out.clear()
         self.pings.release_all()
-        self._recv_lot.unpark_all()
-        if self._send_lot:
-            self._send_lot.unpark_all()
-        if self._resume_lot:
-            self._resume_lot.unpark_all()
-        self._flush_lot.unpark_all()
+        self.inbox.wake_all()
+        out.wake_senders()
+        out.wake_flusher()
 
     def _set_ends_clean(self) -> None:
-        if self._recv_end is None:
-            self._recv_end = trio.EndOfChannel()
+        self.inbox.finish(trio.EndOfChannel(), replace_clean_end=False)
         if self._send_error is None:
             self._send_error = trio.ClosedResourceError("the connection is closed")
 
@@ -788,11 +627,11 @@ class Connection:
         return Statistics(
             messages_sent=self.messages_sent,
             messages_received=self.messages_received,
-            messages_discarded=self.messages_discarded,
-            bytes_sent=self.bytes_sent,
+            messages_discarded=self.inbox.discarded,
+            bytes_sent=self._out.written,
             bytes_received=self.bytes_received,
-            buffered_in=self._inbox_bytes,
-            buffered_out=self._out_bytes,
+            buffered_in=self.inbox.size,
+            buffered_out=self._out.size,
             pings_sent=self.pings.pings_sent,
             pongs_received=self.pings.pongs_received,
             latency=self.pings.latency,

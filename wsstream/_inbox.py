@@ -1,0 +1,164 @@
+"""The readable's buffer: received messages waiting for the user.
+
+It bounds what waits (engine rule 3): the reader stops reading the stream
+while the buffer holds ``read_limit`` or more and resumes below half of it.
+Each message counts its payload plus :data:`MESSAGE_OVERHEAD`, so that a
+flood of empty messages is bounded too. Once nobody will read (the readable
+closed, the ``async with`` left) messages are dropped on arrival; once this
+side is closing, reading never pauses and what arrives over the limit is
+dropped, so that the peer's Close is never stuck behind our backpressure.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import trio
+from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
+
+from ._waiters import Waiters
+
+__all__ = ["MESSAGE_OVERHEAD", "MIN_RECEIVE", "RECEIVE_SIZE", "YIELD_MASK", "Inbox"]
+
+#: Bytes asked of the stream per read. 64 KiB is trio's own default and stays
+#: below glibc's mmap threshold, so each read is a cheap allocation.
+RECEIVE_SIZE = 65536
+
+#: The smallest read, when the buffer is close to ``read_limit``.
+MIN_RECEIVE = 4096
+
+#: What a buffered message counts for beyond its payload, towards
+#: read_limit: about what Python spends on the object and its slot, so that a
+#: flood of empty or tiny messages is bounded in memory too.
+MESSAGE_OVERHEAD = 64
+
+#: send() and receive() that need not wait yield to the scheduler only when
+#: their own count reaches a multiple of 16: a task switch per message was
+#: most of the cost of a small message (trio's docs allow a checkpoint that
+#: does not always switch; each call still checks for cancellation).
+YIELD_MASK = 15
+
+
+class Inbox:
+    """Messages in arrival order, their cost, and who waits on them."""
+
+    __slots__ = (
+        "_messages", "_readers", "_resume", "_resume_at", "closing", "discard",
+        "discarded", "end", "limit", "pause_epoch", "paused", "size", "taken",
+    )
+
+    def __init__(self, read_limit: int) -> None:
+        self._messages: deque[str | bytes] = deque()
+        self.size = 0  # counted against the limit: payload + overhead
+        self.limit = read_limit
+        self._resume_at = read_limit // 2
+        self.paused = False
+        self.pause_epoch = 0  # counts pauses, for keepalive's fairness rule
+        self.discard = False  # nobody will read: drop on arrival
+        self.closing = False  # this side sent its Close: never pause again
+        self.discarded = 0
+        self.taken = 0
+        self._readers = Waiters()
+        self._resume = Waiters()
+        # What receive() raises once the buffer is empty: EndOfChannel (clean
+        # end), the connection's error, or ClosedResourceError (we stopped
+        # reading). None while messages may still come.
+        self.end: BaseException | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self._messages)
+
+    # -- the reader's side -------------------------------------------------
+
+    def put(self, messages: list[str | bytes]) -> None:
+        """Add what the core assembled, or drop it (see the module docstring)."""
+        if self.discard:
+            self.discarded += len(messages)
+            return
+        queue = self._messages
+        n = self.size
+        if self.closing:
+            limit = self.limit
+            for message in messages:
+                if n >= limit:
+                    self.discarded += 1
+                else:
+                    n += len(message) + MESSAGE_OVERHEAD
+                    queue.append(message)
+        else:
+            for message in messages:
+                n += len(message) + MESSAGE_OVERHEAD
+                queue.append(message)
+        self.size = n
+        if self._readers:
+            self._readers.unpark_all()
+
+    async def wait_for_room(self) -> None:
+        """If the buffer is full, wait until the user took it below half."""
+        if self.size >= self.limit and not (self.discard or self.closing):
+            self.paused = True
+            self.pause_epoch += 1
+            while self.size > self._resume_at and not (self.discard or self.closing):
+                await self._resume.park()
+            self.paused = False
+
+    def read_size(self) -> int:
+        """How much to ask of the stream: less near the limit, since what one
+        read brings in lands here whole (this keeps the buffer within
+        read_limit plus MIN_RECEIVE for uncompressed data)."""
+        room = self.limit - self.size
+        return RECEIVE_SIZE if room >= RECEIVE_SIZE else max(room, MIN_RECEIVE)
+
+    def stop_pausing(self) -> None:
+        """This side is closing: read on whatever the user does."""
+        self.closing = True
+        self._resume.unpark_all()
+
+    def finish(self, end: BaseException, *, replace_clean_end: bool = True) -> None:
+        """No more messages will come: ``receive()`` raises ``end`` once empty.
+
+        An error replaces a clean end already set (unless told not to); a
+        ClosedResourceError set by :meth:`close` is kept.
+        """
+        if self.end is None or (replace_clean_end and isinstance(self.end, trio.EndOfChannel)):
+            self.end = end
+        self._readers.unpark_all()
+
+    def clear(self, *, discard: bool) -> None:
+        """Drop every buffered message; with ``discard``, every future one too."""
+        if discard:
+            self.discard = True
+        self.discarded += len(self._messages)
+        self._messages.clear()
+        self.size = 0
+        self._resume.unpark_all()
+
+    def close(self) -> None:
+        """The user stopped reading: drop everything, receive() raises
+        ClosedResourceError from now on."""
+        self.clear(discard=True)
+        self.end = trio.ClosedResourceError("the readable was closed")
+        self._readers.unpark_all()
+
+    def wake_all(self) -> None:
+        self._readers.unpark_all()
+        self._resume.unpark_all()
+
+    # -- the user's side ---------------------------------------------------
+
+    async def receive(self) -> str | bytes:
+        """Take the next message; see :meth:`Readable.receive`."""
+        await checkpoint_if_cancelled()
+        queue = self._messages
+        while not queue:
+            if self.end is not None:
+                raise self.end.with_traceback(None)
+            await self._readers.park()
+        message = queue.popleft()
+        self.taken += 1
+        self.size -= len(message) + MESSAGE_OVERHEAD
+        if self._resume and self.size <= self._resume_at:
+            self._resume.unpark_all()
+        if not self.taken & YIELD_MASK:
+            await cancel_shielded_checkpoint()
+        return message

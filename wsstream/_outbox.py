@@ -1,0 +1,123 @@
+"""The outgoing buffer: whole frames waiting for the flusher.
+
+Engine rules 2 and 7: ``send()`` and the reader only append here; one task,
+the flusher, takes everything pending at once and writes it with one
+``send_all``, so many frames share a system call and a cancelled user never
+leaves half a frame on the wire. The buffer counts its bytes (pending and
+being written) for ``write_limit``, and separately what the reader queued
+(pongs, the Close echo) for the ping-flood cap.
+"""
+
+from __future__ import annotations
+
+import trio
+
+from ._waiters import Waiters
+
+__all__ = ["Outbox"]
+
+
+class Outbox:
+    """Frames to write, their byte counts, and the tasks waiting on them."""
+
+    __slots__ = (
+        "_chunks", "_flusher", "_senders", "broken", "control_inflight", "control_pending",
+        "end_stream", "size", "writing", "written",
+    )
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+        self.size = 0  # pending + being written
+        self.control_pending = 0  # of size: queued by the reader, not yet taken
+        self.control_inflight = 0  # of size: queued by the reader, being written
+        self.end_stream = False  # the core asked to end the stream after these
+        self.writing = False  # a send_all is under way
+        self.broken = False  # a send_all failed: nothing more can be written
+        self.written = 0
+        self._flusher = Waiters()
+        self._senders = Waiters()
+
+    def __bool__(self) -> bool:
+        return bool(self._chunks)
+
+    @property
+    def control(self) -> int:
+        """Bytes of control frames the reader queued and the peer has not taken."""
+        return self.control_pending + self.control_inflight
+
+    @property
+    def unwritten_messages(self) -> int:
+        """Bytes of our messages not known to be written yet."""
+        return self.size - self.control_pending - self.control_inflight
+
+    def queue(self, data: list[bytes], *, control: bool = False) -> int:
+        """Append whole frames (``b""`` asks to end the stream after them)
+        and wake the flusher; returns the byte count."""
+        n = 0
+        chunks = self._chunks
+        for chunk in data:
+            if chunk:
+                chunks.append(chunk)
+                n += len(chunk)
+            else:
+                self.end_stream = True
+        self.size += n
+        if control:
+            self.control_pending += n
+        if self._flusher:
+            self._flusher.unpark()
+        return n
+
+    def drop_pending(self) -> None:
+        """Forget what the flusher has not taken yet (whole frames only)."""
+        self.size -= sum(len(chunk) for chunk in self._chunks)
+        self._chunks = []
+        self.control_pending = 0
+
+    def pending(self) -> list[bytes]:
+        """What the flusher has not taken yet."""
+        return self._chunks
+
+    def clear(self) -> None:
+        self._chunks = []
+        self.size = 0
+
+    async def wait_for_frames(self) -> None:
+        """The flusher's wait for something to write (or to stop)."""
+        await self._flusher.park()
+
+    def wake_flusher(self) -> None:
+        self._flusher.unpark_all()
+
+    async def write(self, stream: trio.abc.Stream) -> None:
+        """Write everything pending with one ``send_all``; the flusher's step.
+
+        Raises what ``send_all`` raises; the batch then counts as written for
+        nobody, and ``broken`` tells the engine to stop.
+        """
+        batch = self._chunks
+        self._chunks = []
+        data = batch[0] if len(batch) == 1 else b"".join(batch)
+        self.control_inflight = self.control_pending
+        self.control_pending = 0
+        self.writing = True
+        try:
+            await stream.send_all(data)
+        except BaseException:
+            self.broken = True
+            raise
+        finally:
+            self.writing = False
+        self.size -= len(data)
+        self.written += len(data)
+        self.control_inflight = 0
+        if self._senders:
+            self._senders.unpark_all()
+
+    async def wait_for_writes(self) -> None:
+        """A sender's wait until a write finished or :meth:`wake_senders`
+        was called (the connection ended); the caller checks again."""
+        await self._senders.park()
+
+    def wake_senders(self) -> None:
+        self._senders.unpark_all()
