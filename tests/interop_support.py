@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import json
 import subprocess
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import pytest
 import trio
 
 import wsstream
+
+if TYPE_CHECKING:
+    from tests.conftest import Server
 
 #: Bound on one peer's start-up, one report, one client scenario.
 PEER_TIMEOUT = 30
@@ -133,3 +138,161 @@ class Recorder:
     async def wait(self) -> None:
         with trio.fail_after(PEER_TIMEOUT):
             await self.done.wait()
+
+
+# -- checks shared by every peer ----------------------------------------------
+
+#: A reason of exactly 123 UTF-8 bytes, the most a Close frame can carry.
+LONGEST_REASON = "é" * 61 + "x"
+
+#: (code, reason) our client closes with, and what both sides must report.
+OUR_CLOSE_CASES = pytest.mark.parametrize(
+    ("code", "reason", "expected"),
+    [
+        (1000, "", (1000, "")),
+        (4001, "au revoir ✓ ünïcödé 😀", (4001, "au revoir ✓ ünïcödé 😀")),
+        (4999, LONGEST_REASON, (4999, LONGEST_REASON)),
+        (None, "", (1005, "")),
+    ],
+    ids=["1000", "4001-unicode", "4999-123-bytes", "no-body-1005"],
+)
+
+#: The peer server's /close/... paths, and the close both sides must report.
+PEER_CLOSE_CASES = pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/close/1000", (1000, "")),
+        ("/close/4002?reason=" + urllib.parse.quote("fermé ✓"), (4002, "fermé ✓")),
+        ("/close/4003?reason=" + urllib.parse.quote(LONGEST_REASON), (4003, LONGEST_REASON)),
+        ("/close/none", (1005, "")),
+    ],
+    ids=["1000", "4002-unicode", "4003-123-bytes", "no-body-1005"],
+)
+
+
+async def check_our_close_reaches_peer(
+    peer: PeerServer, code: int | None, reason: str, expected: tuple[int, str]
+) -> None:
+    """Our client closes; the peer's echo and its own report agree."""
+    async with wsstream.WebSocketStream(peer.url + "/echo") as wss:
+        readable, writable, *_ = await wss.opened
+        await writable.send("hi")
+        assert await readable.receive() == "hi"
+        wss.close(code, reason)
+        with trio.fail_after(10):
+            # The peer echoes the code and reason of the Close it received.
+            assert await wss.closed == expected
+    report = await peer.next_connection_report()
+    assert (report["close_code"], report["close_reason"]) == expected
+
+
+async def check_peer_closing_first(peer: PeerServer, path: str, expected: tuple[int, str]) -> None:
+    """The peer closes first: its code and reason win, the close is clean."""
+    async with wsstream.WebSocketStream(peer.url + path) as wss:
+        readable, *_ = await wss.opened
+        with trio.fail_after(10):
+            assert [m async for m in readable] == []  # clean close: EndOfChannel
+            assert await wss.closed == expected
+    report = await peer.next_connection_report()
+    # Our echo of its Close carries the same code and reason.
+    assert (report["close_code"], report["close_reason"]) == expected
+
+
+RunClient = Callable[..., Awaitable[dict[str, Any]]]
+
+
+async def check_our_server_picks_the_first_offer(server: Server, run_client: RunClient) -> None:
+    """The peer client offers chat.v2 then chat.v1: we pick chat.v2."""
+    recorder = Recorder()
+    url = await server.start(recorder, subprotocols=["chat.v1", "chat.v2"])
+    report = await run_client(url, "close", "--protocols", "chat.v2,chat.v1")
+    assert report["protocol"] == "chat.v2"
+    await recorder.wait()
+    assert recorder.opened is not None
+    assert recorder.opened.protocol == "chat.v2"
+
+
+async def _close_4003(wss: wsstream.WebSocketStream) -> None:
+    readable, *_ = await wss.opened
+    assert await readable.receive() == "hi"
+    wss.close(4003, "fin ✓")
+
+
+async def _return(wss: wsstream.WebSocketStream) -> None:
+    readable, *_ = await wss.opened
+    assert await readable.receive() == "hi"
+
+
+class HandlerFailed(Exception):
+    pass
+
+
+async def _raise(wss: wsstream.WebSocketStream) -> None:
+    readable, *_ = await wss.opened
+    assert await readable.receive() == "hi"
+    raise HandlerFailed("on purpose")
+
+
+#: How our server's handler ends, and the close the peer client must see.
+OUR_SERVER_CLOSE_CASES = pytest.mark.parametrize(
+    ("then", "expected"),
+    [(_close_4003, (4003, "fin ✓")), (_return, (1000, "")), (_raise, (1011, ""))],
+    ids=["close-4003", "handler-returns", "handler-raises"],
+)
+
+
+async def check_our_server_closing_first(
+    server: Server,
+    run_client: RunClient,
+    then: Callable[[wsstream.WebSocketStream], Awaitable[None]],
+    expected: tuple[int, str],
+) -> None:
+    done = trio.Event()
+
+    async def handler(wss: wsstream.WebSocketStream) -> None:
+        try:
+            await then(wss)
+        finally:
+            done.set()
+
+    url = await server.start(handler)
+    report = await run_client(url, "wait")
+    assert report["received"] == []
+    assert (report["close_code"], report["close_reason"]) == expected
+    with trio.fail_after(10):
+        await done.wait()
+
+
+async def check_our_server_sees_the_clients_echo(server: Server, run_client: RunClient) -> None:
+    recorder = Recorder(then=_close_4003)
+    url = await server.start(recorder)
+    report = await run_client(url, "wait")
+    assert (report["close_code"], report["close_reason"]) == (4003, "fin ✓")
+    await recorder.wait()
+    assert recorder.outcome == (4003, "fin ✓")
+
+
+#: (--code, --reason) the peer client closes with, and what both sides report.
+PEER_CLIENT_CLOSE_CASES = pytest.mark.parametrize(
+    ("code", "reason", "expected"),
+    [
+        ("1000", "", (1000, "")),
+        ("4001", "au revoir ✓ ünïcödé 😀", (4001, "au revoir ✓ ünïcödé 😀")),
+        ("4999", LONGEST_REASON, (4999, LONGEST_REASON)),
+        ("none", "", (1005, "")),
+    ],
+    ids=["1000", "4001-unicode", "4999-123-bytes", "no-body-1005"],
+)
+
+
+async def check_peer_client_close_reaches_our_server(
+    server: Server, run_client: RunClient, code: str, reason: str, expected: tuple[int, str]
+) -> None:
+    recorder = Recorder()
+    url = await server.start(recorder)
+    report = await run_client(url, "close", "--code", code, "--reason", reason)
+    # Our server echoes the Close frame it received.
+    assert (report["close_code"], report["close_reason"]) == expected
+    await recorder.wait()
+    assert recorder.received == ["hi"]
+    assert recorder.outcome == expected

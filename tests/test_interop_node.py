@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -23,9 +22,19 @@ import trio
 import wsstream
 from tests.conftest import Server
 from tests.interop_support import (
+    OUR_CLOSE_CASES,
+    OUR_SERVER_CLOSE_CASES,
+    PEER_CLIENT_CLOSE_CASES,
+    PEER_CLOSE_CASES,
     Recorder,
     StartPeer,
     check_extensions,
+    check_our_close_reaches_peer,
+    check_our_server_closing_first,
+    check_our_server_picks_the_first_offer,
+    check_our_server_sees_the_clients_echo,
+    check_peer_client_close_reaches_our_server,
+    check_peer_closing_first,
     peer_servers,
     run_peer_client,
 )
@@ -41,8 +50,6 @@ pytestmark = [
 
 #: Over the 16 MiB messages, and over the websockets default of 1 MiB.
 MAX_SIZE = 32 * MIB
-
-LONGEST_REASON = "é" * 61 + "x"
 
 
 def big_messages() -> list[str | bytes]:
@@ -108,53 +115,18 @@ async def test_client_round_trips_16_mib_messages_through_node_ws_server(
     assert report["received"] == len(messages)
 
 
-@pytest.mark.parametrize(
-    ("code", "reason", "expected"),
-    [
-        (1000, "", (1000, "")),
-        (4001, "au revoir ✓ ünïcödé 😀", (4001, "au revoir ✓ ünïcödé 😀")),
-        (4999, LONGEST_REASON, (4999, LONGEST_REASON)),
-        (None, "", (1005, "")),
-    ],
-    ids=["1000", "4001-unicode", "4999-123-bytes", "no-body-1005"],
-)
+@OUR_CLOSE_CASES
 async def test_client_close_code_and_reason_reach_node_ws_server(
     node_server: StartPeer, code: int | None, reason: str, expected: tuple[int, str]
 ) -> None:
-    peer = await node_server()
-    async with wsstream.WebSocketStream(peer.url + "/echo") as wss:
-        readable, writable, *_ = await wss.opened
-        await writable.send("hi")
-        assert await readable.receive() == "hi"
-        wss.close(code, reason)
-        with trio.fail_after(10):
-            # ws echoes the code (and reason) of the Close frame it received.
-            assert await wss.closed == expected
-    report = await peer.next_connection_report()
-    assert (report["close_code"], report["close_reason"]) == expected
+    await check_our_close_reaches_peer(await node_server(), code, reason, expected)
 
 
-@pytest.mark.parametrize(
-    ("path", "expected"),
-    [
-        ("/close/1000", (1000, "")),
-        ("/close/4002?reason=" + urllib.parse.quote("fermé ✓"), (4002, "fermé ✓")),
-        ("/close/4003?reason=" + urllib.parse.quote(LONGEST_REASON), (4003, LONGEST_REASON)),
-        ("/close/none", (1005, "")),
-    ],
-    ids=["1000", "4002-unicode", "4003-123-bytes", "no-body-1005"],
-)
+@PEER_CLOSE_CASES
 async def test_node_ws_server_closing_first_gives_its_code_and_reason(
     node_server: StartPeer, path: str, expected: tuple[int, str]
 ) -> None:
-    peer = await node_server()
-    async with wsstream.WebSocketStream(peer.url + path) as wss:
-        readable, *_ = await wss.opened
-        with trio.fail_after(10):
-            assert [m async for m in readable] == []  # clean close: EndOfChannel
-            assert await wss.closed == expected
-    report = await peer.next_connection_report()
-    assert (report["close_code"], report["close_reason"]) == expected
+    await check_peer_closing_first(await node_server(), path, expected)
 
 
 async def test_node_ws_server_terminating_the_socket_gives_1006(node_server: StartPeer) -> None:
@@ -227,93 +199,34 @@ async def test_node_ws_client_round_trips_16_mib_messages_through_our_server(
     assert recorder.received == big_messages()
 
 
-async def test_our_server_picks_the_first_of_the_node_ws_clients_offers(server: Server) -> None:
-    recorder = Recorder()
-    url = await server.start(recorder, subprotocols=["chat.v1", "chat.v2"])
-    report = await run_node_client(url, "close", "--protocols", "chat.v2,chat.v1")
-    assert report["protocol"] == "chat.v2"
-    await recorder.wait()
-    assert recorder.opened is not None
-    assert recorder.opened.protocol == "chat.v2"
+async def test_our_server_picks_the_first_of_the_node_ws_clients_offers(
+    server: Server,
+) -> None:
+    await check_our_server_picks_the_first_offer(server, run_node_client)
 
 
-async def _close_4003(wss: wsstream.WebSocketStream) -> None:
-    readable, *_ = await wss.opened
-    assert await readable.receive() == "hi"
-    wss.close(4003, "fin ✓")
-
-
-async def _return(wss: wsstream.WebSocketStream) -> None:
-    readable, *_ = await wss.opened
-    assert await readable.receive() == "hi"
-
-
-class HandlerFailed(Exception):
-    pass
-
-
-async def _raise(wss: wsstream.WebSocketStream) -> None:
-    readable, *_ = await wss.opened
-    assert await readable.receive() == "hi"
-    raise HandlerFailed("on purpose")
-
-
-@pytest.mark.parametrize(
-    ("then", "expected"),
-    [(_close_4003, (4003, "fin ✓")), (_return, (1000, "")), (_raise, (1011, ""))],
-    ids=["close-4003", "handler-returns", "handler-raises"],
-)
+@OUR_SERVER_CLOSE_CASES
 async def test_our_server_closing_first_reaches_node_ws_client(
     server: Server,
     then: Callable[[wsstream.WebSocketStream], Awaitable[None]],
     expected: tuple[int, str],
 ) -> None:
-    done = trio.Event()
-
-    async def handler(wss: wsstream.WebSocketStream) -> None:
-        try:
-            await then(wss)
-        finally:
-            done.set()
-
-    url = await server.start(handler)
-    report = await run_node_client(url, "wait")
-    assert report["received"] == []
-    assert (report["close_code"], report["close_reason"]) == expected
-    with trio.fail_after(10):
-        await done.wait()
+    await check_our_server_closing_first(server, run_node_client, then, expected)
 
 
-async def test_our_server_closing_first_sees_the_node_ws_clients_echo(server: Server) -> None:
-    recorder = Recorder(then=_close_4003)
-    url = await server.start(recorder)
-    report = await run_node_client(url, "wait")
-    assert (report["close_code"], report["close_reason"]) == (4003, "fin ✓")
-    await recorder.wait()
-    assert recorder.outcome == (4003, "fin ✓")
+async def test_our_server_closing_first_sees_the_node_ws_clients_echo(
+    server: Server,
+) -> None:
+    await check_our_server_sees_the_clients_echo(server, run_node_client)
 
 
-@pytest.mark.parametrize(
-    ("code", "reason", "expected"),
-    [
-        ("1000", "", (1000, "")),
-        ("4001", "au revoir ✓ ünïcödé 😀", (4001, "au revoir ✓ ünïcödé 😀")),
-        ("4999", LONGEST_REASON, (4999, LONGEST_REASON)),
-        ("none", "", (1005, "")),
-    ],
-    ids=["1000", "4001-unicode", "4999-123-bytes", "no-body-1005"],
-)
+@PEER_CLIENT_CLOSE_CASES
 async def test_node_ws_client_close_code_and_reason_reach_our_server(
     server: Server, code: str, reason: str, expected: tuple[int, str]
 ) -> None:
-    recorder = Recorder()
-    url = await server.start(recorder)
-    report = await run_node_client(url, "close", "--code", code, "--reason", reason)
-    # Our server echoes the Close frame it received.
-    assert (report["close_code"], report["close_reason"]) == expected
-    await recorder.wait()
-    assert recorder.received == ["hi"]
-    assert recorder.outcome == expected
+    await check_peer_client_close_reaches_our_server(
+        server, run_node_client, code, reason, expected
+    )
 
 
 async def test_message_over_our_max_size_from_node_ws_server_fails_with_1009(

@@ -11,7 +11,6 @@ state; every peer is killed when its test ends.
 from __future__ import annotations
 
 import sys
-import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,20 @@ import trio
 import wsstream
 from tests.conftest import Server
 from tests.interop_support import (
+    LONGEST_REASON,
+    OUR_CLOSE_CASES,
+    OUR_SERVER_CLOSE_CASES,
+    PEER_CLIENT_CLOSE_CASES,
+    PEER_CLOSE_CASES,
     Recorder,
     StartPeer,
     check_extensions,
+    check_our_close_reaches_peer,
+    check_our_server_closing_first,
+    check_our_server_picks_the_first_offer,
+    check_our_server_sees_the_clients_echo,
+    check_peer_client_close_reaches_our_server,
+    check_peer_closing_first,
     peer_servers,
     run_peer_client,
 )
@@ -37,8 +47,6 @@ PEER = Path(__file__).parent / "peers" / "websockets_peer.py"
 #: Room for the 1 MiB messages plus the UTF-8 growth of non-ASCII text.
 MAX_SIZE = 2 * MIB
 
-#: A reason of exactly 123 UTF-8 bytes, the most a Close frame can carry.
-LONGEST_REASON = "é" * 61 + "x"
 assert len(LONGEST_REASON.encode()) == 123
 
 
@@ -115,54 +123,18 @@ async def test_client_without_subprotocol_is_rejected_by_websockets_server_requi
             await wss.closed
 
 
-@pytest.mark.parametrize(
-    ("code", "reason", "expected"),
-    [
-        (1000, "", (1000, "")),
-        (4001, "au revoir ✓ ünïcödé 😀", (4001, "au revoir ✓ ünïcödé 😀")),
-        (4999, LONGEST_REASON, (4999, LONGEST_REASON)),
-        (None, "", (1005, "")),
-    ],
-    ids=["1000", "4001-unicode", "4999-123-bytes", "no-body-1005"],
-)
+@OUR_CLOSE_CASES
 async def test_client_close_code_and_reason_reach_websockets_server(
     websockets_server: StartPeer, code: int | None, reason: str, expected: tuple[int, str]
 ) -> None:
-    peer = await websockets_server()
-    async with wsstream.WebSocketStream(peer.url + "/echo") as wss:
-        readable, writable, *_ = await wss.opened
-        await writable.send("hi")
-        assert await readable.receive() == "hi"
-        wss.close(code, reason)
-        with trio.fail_after(10):
-            # websockets echoes the Close frame it received.
-            assert await wss.closed == expected
-    report = await peer.next_connection_report()
-    assert (report["close_code"], report["close_reason"]) == expected
+    await check_our_close_reaches_peer(await websockets_server(), code, reason, expected)
 
 
-@pytest.mark.parametrize(
-    ("path", "expected"),
-    [
-        ("/close/1000", (1000, "")),
-        ("/close/4002?reason=" + urllib.parse.quote("fermé ✓"), (4002, "fermé ✓")),
-        ("/close/4003?reason=" + urllib.parse.quote(LONGEST_REASON), (4003, LONGEST_REASON)),
-        ("/close/none", (1005, "")),
-    ],
-    ids=["1000", "4002-unicode", "4003-123-bytes", "no-body-1005"],
-)
+@PEER_CLOSE_CASES
 async def test_websockets_server_closing_first_gives_its_code_and_reason(
     websockets_server: StartPeer, path: str, expected: tuple[int, str]
 ) -> None:
-    peer = await websockets_server()
-    async with wsstream.WebSocketStream(peer.url + path) as wss:
-        readable, *_ = await wss.opened
-        with trio.fail_after(10):
-            assert [m async for m in readable] == []  # clean close: EndOfChannel
-            assert await wss.closed == expected
-    report = await peer.next_connection_report()
-    # Our echo of its Close carries the same code and reason.
-    assert (report["close_code"], report["close_reason"]) == expected
+    await check_peer_closing_first(await websockets_server(), path, expected)
 
 
 async def test_websockets_server_dropping_tcp_gives_1006(websockets_server: StartPeer) -> None:
@@ -287,71 +259,22 @@ async def test_websockets_client_fragmented_messages_are_reassembled_by_our_serv
 async def test_our_server_picks_the_first_of_the_websockets_clients_offers(
     server: Server,
 ) -> None:
-    recorder = Recorder()
-    url = await server.start(recorder, subprotocols=["chat.v1", "chat.v2"])
-    report = await run_websockets_client(url, "close", "--protocols", "chat.v2,chat.v1")
-    assert report["protocol"] == "chat.v2"
-    await recorder.wait()
-    assert recorder.opened is not None
-    assert recorder.opened.protocol == "chat.v2"
+    await check_our_server_picks_the_first_offer(server, run_websockets_client)
 
 
-async def _close_4003(wss: wsstream.WebSocketStream) -> None:
-    readable, *_ = await wss.opened
-    assert await readable.receive() == "hi"
-    wss.close(4003, "fin ✓")
-
-
-async def _return(wss: wsstream.WebSocketStream) -> None:
-    readable, *_ = await wss.opened
-    assert await readable.receive() == "hi"
-
-
-class HandlerFailed(Exception):
-    pass
-
-
-async def _raise(wss: wsstream.WebSocketStream) -> None:
-    readable, *_ = await wss.opened
-    assert await readable.receive() == "hi"
-    raise HandlerFailed("on purpose")
-
-
-@pytest.mark.parametrize(
-    ("then", "expected"),
-    [(_close_4003, (4003, "fin ✓")), (_return, (1000, "")), (_raise, (1011, ""))],
-    ids=["close-4003", "handler-returns", "handler-raises"],
-)
+@OUR_SERVER_CLOSE_CASES
 async def test_our_server_closing_first_reaches_websockets_client(
     server: Server,
     then: Callable[[wsstream.WebSocketStream], Awaitable[None]],
     expected: tuple[int, str],
 ) -> None:
-    done = trio.Event()
-
-    async def handler(wss: wsstream.WebSocketStream) -> None:
-        try:
-            await then(wss)
-        finally:
-            done.set()
-
-    url = await server.start(handler)
-    report = await run_websockets_client(url, "wait")
-    assert report["received"] == []
-    assert (report["close_code"], report["close_reason"]) == expected
-    with trio.fail_after(10):
-        await done.wait()
+    await check_our_server_closing_first(server, run_websockets_client, then, expected)
 
 
 async def test_our_server_closing_first_sees_the_websockets_clients_echo(
     server: Server,
 ) -> None:
-    recorder = Recorder(then=_close_4003)
-    url = await server.start(recorder)
-    report = await run_websockets_client(url, "wait")
-    assert (report["close_code"], report["close_reason"]) == (4003, "fin ✓")
-    await recorder.wait()
-    assert recorder.outcome == (4003, "fin ✓")
+    await check_our_server_sees_the_clients_echo(server, run_websockets_client)
 
 
 async def test_websockets_client_vanishing_gives_1006_on_our_server(server: Server) -> None:
@@ -456,24 +379,10 @@ async def test_websockets_client_round_trips_through_our_server(
     assert recorder.outcome == (1000, "")
 
 
-@pytest.mark.parametrize(
-    ("code", "reason", "expected"),
-    [
-        ("1000", "", (1000, "")),
-        ("4001", "au revoir ✓ ünïcödé 😀", (4001, "au revoir ✓ ünïcödé 😀")),
-        ("4999", LONGEST_REASON, (4999, LONGEST_REASON)),
-        ("none", "", (1005, "")),
-    ],
-    ids=["1000", "4001-unicode", "4999-123-bytes", "no-body-1005"],
-)
+@PEER_CLIENT_CLOSE_CASES
 async def test_websockets_client_close_code_and_reason_reach_our_server(
     server: Server, code: str, reason: str, expected: tuple[int, str]
 ) -> None:
-    recorder = Recorder()
-    url = await server.start(recorder)
-    report = await run_websockets_client(url, "close", "--code", code, "--reason", reason)
-    # Our server echoes the Close frame it received.
-    assert (report["close_code"], report["close_reason"]) == expected
-    await recorder.wait()
-    assert recorder.received == ["hi"]
-    assert recorder.outcome == expected
+    await check_peer_client_close_reaches_our_server(
+        server, run_websockets_client, code, reason, expected
+    )
