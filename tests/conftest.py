@@ -23,6 +23,22 @@ async def echo_handler(wss: wsstream.WebSocketStream) -> None:
         await writable.send(message)
 
 
+async def pipeline(
+    readable: wsstream.Readable, writable: wsstream.Writable, payload: bytes, count: int
+) -> None:
+    """Send ``count`` copies of ``payload`` from one task while this one
+    reads the echoes: all of them in flight at once, both ways."""
+    async with trio.open_nursery() as nursery:
+
+        async def sender() -> None:
+            for _ in range(count):
+                await writable.send(payload)
+
+        nursery.start_soon(sender)
+        for _ in range(count):
+            assert await readable.receive() == payload
+
+
 class Server:
     """A running ``wsstream.serve`` on 127.0.0.1 with a port of its own."""
 

@@ -19,7 +19,7 @@ import pytest
 import trio
 
 import wsstream
-from tests.conftest import Server
+from tests.conftest import Server, pipeline
 from tests.interop_support import (
     LONGEST_REASON,
     OUR_CLOSE_CASES,
@@ -186,15 +186,7 @@ async def test_pipelined_echo_of_64_messages_of_1_mib_with_websockets_server(
         readable, writable, extensions, _ = await wss.opened
         check_extensions(extensions, compression)
         with trio.fail_after(40):
-            async with trio.open_nursery() as nursery:
-
-                async def sender() -> None:
-                    for _ in range(64):
-                        await writable.send(payload)
-
-                nursery.start_soon(sender)
-                for _ in range(64):
-                    assert await readable.receive() == payload
+            await pipeline(readable, writable, payload, 64)
         stats = wss.statistics()
         assert stats.messages_sent == 64
         assert stats.messages_received == 64
@@ -215,15 +207,7 @@ async def test_websockets_server_streaming_64_mib_while_reading_ours(
     ) as wss:
         readable, writable, *_ = await wss.opened
         with trio.fail_after(40):
-            async with trio.open_nursery() as nursery:
-
-                async def sender() -> None:
-                    for _ in range(64):
-                        await writable.send(payload)
-
-                nursery.start_soon(sender)
-                for _ in range(64):
-                    assert await readable.receive() == payload
+            await pipeline(readable, writable, payload, 64)
     report = await peer.next_connection_report()
     assert report["received"] == 64
 

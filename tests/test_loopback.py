@@ -6,7 +6,7 @@ import pytest
 import trio
 
 import wsstream
-from tests.conftest import Server
+from tests.conftest import Server, echo_handler, pipeline
 
 
 async def test_echo_text_and_binary(echo_url: str) -> None:
@@ -30,29 +30,15 @@ async def test_pipelined_64_messages_of_1_mib_each_way(
 ) -> None:
     # Engine rule 1: the reader never waits on the writer, so a deep pipeline
     # of big messages in both directions cannot deadlock.
-    url = await server.start(_echo, compression=compression, max_message_size=2**21)
+    url = await server.start(echo_handler, compression=compression, max_message_size=2**21)
     payload = bytes(range(256)) * 4096  # 1 MiB
     async with wsstream.WebSocketStream(
         url, compression=compression, max_message_size=2**21
     ) as wss:
         readable, writable, *_ = await wss.opened
         with trio.fail_after(60):
-            async with trio.open_nursery() as nursery:
-
-                async def sender() -> None:
-                    for _ in range(64):
-                        await writable.send(payload)
-
-                nursery.start_soon(sender)
-                for _ in range(64):
-                    assert await readable.receive() == payload
+            await pipeline(readable, writable, payload, 64)
         assert wss.statistics().messages_received == 64
-
-
-async def _echo(wss: wsstream.WebSocketStream) -> None:
-    readable, writable, *_ = await wss.opened
-    async for message in readable:
-        await writable.send(message)
 
 
 async def test_a_handler_closing_with_a_full_readable_closes_cleanly_on_both_sides(
