@@ -12,6 +12,7 @@ dropped, so that the peer's Close is never stuck behind our backpressure.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 
 import trio
 from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
@@ -43,7 +44,7 @@ class Inbox:
     """Messages in arrival order, their cost, and who waits on them."""
 
     __slots__ = (
-        "_messages", "_readers", "_resume", "_resume_at", "closing", "discard",
+        "_messages", "_readers", "_resume", "_resume_at", "before_wait", "closing", "discard",
         "discarded", "end", "limit", "pause_epoch", "paused", "size", "taken",
     )
 
@@ -64,6 +65,9 @@ class Inbox:
         # end), the connection's error, or ClosedResourceError (we stopped
         # reading). None while messages may still come.
         self.end: BaseException | None = None
+        # Called by receive() before it waits: the engine writes what the
+        # user sent meanwhile (see Outbox.write_now).
+        self.before_wait: Callable[[], None] | None = None
 
     def __bool__(self) -> bool:
         return bool(self._messages)
@@ -153,6 +157,8 @@ class Inbox:
         while not queue:
             if self.end is not None:
                 raise self.end.with_traceback(None)
+            if self.before_wait is not None:
+                self.before_wait()
             await self._readers.park()
         message = queue.popleft()
         self.taken += 1

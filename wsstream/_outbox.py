@@ -10,7 +10,10 @@ being written) for ``write_limit``, and separately what the reader queued
 
 from __future__ import annotations
 
+import os
+
 import trio
+from trio.lowlevel import wait_writable
 
 from ._waiters import Waiters
 
@@ -22,7 +25,7 @@ class Outbox:
 
     __slots__ = (
         "_chunks", "_flusher", "_senders", "broken", "control_inflight", "control_pending",
-        "end_stream", "size", "writing", "written",
+        "end_stream", "fd", "size", "writing", "written",
     )
 
     def __init__(self) -> None:
@@ -34,6 +37,9 @@ class Outbox:
         self.writing = False  # a send_all is under way
         self.broken = False  # a send_all failed: nothing more can be written
         self.written = 0
+        # The socket's descriptor when the stream is plain TCP on a POSIX
+        # system, else -1; the engine sets it to -1 before closing the stream.
+        self.fd = -1
         self._flusher = Waiters()
         self._senders = Waiters()
 
@@ -92,25 +98,64 @@ class Outbox:
     async def write(self, stream: trio.abc.Stream) -> None:
         """Write everything pending with one ``send_all``; the flusher's step.
 
+        On plain TCP the socket is written directly: the write that the
+        kernel takes at once costs no schedule point (the flusher has just
+        waited for frames), and only a full socket makes it wait.
         Raises what ``send_all`` raises; the batch then counts as written for
         nobody, and ``broken`` tells the engine to stop.
         """
         batch = self._chunks
+        if not batch:
+            return
         self._chunks = []
         data = batch[0] if len(batch) == 1 else b"".join(batch)
         self.control_inflight = self.control_pending
         self.control_pending = 0
         self.writing = True
         try:
-            await stream.send_all(data)
+            if self.fd >= 0:
+                await _write_all(self.fd, data)
+            else:
+                await stream.send_all(data)
         except BaseException:
             self.broken = True
             raise
         finally:
             self.writing = False
-        self.size -= len(data)
-        self.written += len(data)
+        self._written(len(data))
         self.control_inflight = 0
+
+    def write_now(self) -> None:
+        """Write what the socket takes without waiting; the user's step.
+
+        Called by a task about to wait for the peer (``receive()`` with
+        nothing to take): what it sent since it last waited leaves in the
+        same schedule pass, not one pass later through the flusher. The
+        system call is synchronous, so no cancellation can cut a frame;
+        what the socket does not take stays first in line for the flusher.
+        Errors are left for the flusher's next write to meet and report.
+        """
+        batch = self._chunks
+        if not batch or self.writing or self.broken or self.fd < 0:
+            return
+        data = batch[0] if len(batch) == 1 else b"".join(batch)
+        try:
+            n = os.write(self.fd, data)
+        except OSError:  # would block, or broken: the flusher will know
+            n = 0
+        if n == len(data):
+            self._chunks = []
+            self.control_pending = 0
+        else:
+            rest = data[n:] if n else data
+            self._chunks = [rest]
+            self.control_pending = min(self.control_pending, len(rest))
+        if n:
+            self._written(n)
+
+    def _written(self, n: int) -> None:
+        self.size -= n
+        self.written += n
         if self._senders:
             self._senders.unpark_all()
 
@@ -121,3 +166,21 @@ class Outbox:
 
     def wake_senders(self) -> None:
         self._senders.unpark_all()
+
+
+async def _write_all(fd: int, data: bytes) -> None:
+    """``send_all`` for a non-blocking socket descriptor, without trio's
+    schedule point after a write that did not wait."""
+    rest: bytes | memoryview = data
+    try:
+        while True:
+            try:
+                n = os.write(fd, rest)
+            except BlockingIOError:
+                await wait_writable(fd)
+                continue
+            if n >= len(rest):
+                return
+            rest = memoryview(rest)[n:]
+    except OSError as exc:
+        raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
