@@ -44,6 +44,7 @@ import math
 import os
 import socket
 import struct
+import threading
 from collections.abc import Awaitable, Callable
 
 import trio
@@ -89,6 +90,24 @@ def _reset_on_close(stream: trio.abc.Stream) -> None:
         stream = inner
     with contextlib.suppress(OSError):
         stream.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+#: The largest read on the plain-TCP path: big messages arrive in a few
+#: system calls (and a few schedule passes) rather than sixteen per MiB.
+SCRATCH_SIZE = 256 * 1024
+
+
+class _Scratch(threading.local):
+    """One read buffer per thread, shared by every connection of a trio run:
+    the bytes read are fed to the core (which copies them) before the
+    reader can yield, so no two reads ever overlap in it, and no read
+    allocates."""
+
+    def __init__(self) -> None:
+        self.view = memoryview(bytearray(SCRATCH_SIZE))
+
+
+_scratch = _Scratch()
 
 
 def _plain_fd(stream: trio.abc.Stream) -> int:
@@ -286,23 +305,28 @@ class Connection:
         process = self._process_incoming
         inbox = self.inbox
         fd = self._out.fd
-        waited = False
-        data: bytes | bytearray
+        drained = False
+        data: bytes | bytearray | memoryview
         while not core.is_closed:
             await inbox.wait_for_room()
             if fd >= 0:
+                data = b""
                 try:
-                    data = os.read(fd, inbox.read_size())
-                except BlockingIOError:
-                    try:
+                    if drained:
+                        # The last read emptied the socket: wait first, rather
+                        # than spend a system call to learn it is still empty.
                         await wait_readable(fd)
-                    except (trio.BrokenResourceError, trio.ClosedResourceError):
-                        data = b""
-                    else:
-                        waited = True
-                        continue
-                except OSError:  # reset by the peer: the end of the stream
-                    data = b""
+                    size = inbox.read_size(SCRATCH_SIZE)
+                    view = _scratch.view
+                    n = os.readv(fd, [view[:size]])
+                except BlockingIOError:
+                    drained = True
+                    continue
+                except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass  # reset by the peer, or closed: the end of the stream
+                else:
+                    data = view[:n]
+                    drained = n < size
             else:
                 try:
                     data = await receive_some(inbox.read_size())
@@ -321,13 +345,11 @@ class Connection:
                 # with unsent messages.
                 await cancel_shielded_checkpoint()
                 self._settle_close()
-            elif fd >= 0:
-                # A read that found data without waiting yields here, so a
-                # peer that never lets the socket run dry cannot starve the
-                # other tasks; after a wait it need not.
-                if not waited:
-                    await checkpoint()
-                waited = False
+            elif fd >= 0 and not drained:
+                # The socket may hold more: yield before reading it, so that
+                # a peer that never lets it run dry cannot starve the other
+                # tasks (when drained, the wait for more is the yield).
+                await checkpoint()
 
     def _process_incoming(self) -> None:
         """Move what the core produced to the inbox and the outbox."""
@@ -524,7 +546,13 @@ class Connection:
         else:
             self.core.send_binary(message)  # type: ignore[arg-type]
         self.messages_sent += 1
-        out.queue(self.core.data_to_send())
+        out.queue(self.core.data_to_send(), wake=False)
+        if out.size > self._write_limit:
+            # Over the limit, the next send() would wait for the flusher:
+            # on plain TCP, give the socket what it takes now, as asyncio's
+            # transports do (no schedule pass per big message).
+            out.write_now()
+        out.wake_flusher_if_needed()
         if not self.messages_sent & YIELD_MASK:
             await cancel_shielded_checkpoint()
 

@@ -332,10 +332,15 @@ class Core:
 
     # -- receiving -------------------------------------------------------
 
-    def receive_data(self, data: bytes | bytearray) -> None:
-        """Feed bytes from the network; then take messages and data to send."""
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Feed bytes from the network; then take messages and data to send.
+
+        ``data`` may be a view of a buffer reused after this call: the core
+        copies it into its own buffer before parsing (it only appends it
+        to a bytearray, whatever the annotation says).
+        """
         protocol = self.protocol
-        protocol.receive_data(data)
+        protocol.receive_data(data)  # type: ignore[arg-type]
         protocol.events = []  # the frames were handled by recv_frame
     def receive_eof(self) -> None:
         """The peer ended the stream (or it broke)."""

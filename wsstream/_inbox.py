@@ -106,12 +106,12 @@ class Inbox:
                 await self._resume.park()
             self.paused = False
 
-    def read_size(self) -> int:
-        """How much to ask of the stream: less near the limit, since what one
-        read brings in lands here whole (this keeps the buffer within
-        read_limit plus MIN_RECEIVE for uncompressed data)."""
+    def read_size(self, most: int = RECEIVE_SIZE) -> int:
+        """How much to ask of the stream, at most ``most``: less near the
+        limit, since what one read brings in lands here whole (this keeps the
+        buffer within read_limit plus MIN_RECEIVE for uncompressed data)."""
         room = self.limit - self.size
-        return RECEIVE_SIZE if room >= RECEIVE_SIZE else max(room, MIN_RECEIVE)
+        return most if room >= most else max(room, MIN_RECEIVE)
 
     def stop_pausing(self) -> None:
         """This side is closing: read on whatever the user does."""

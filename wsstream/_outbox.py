@@ -56,9 +56,9 @@ class Outbox:
         """Bytes of our messages not known to be written yet."""
         return self.size - self.control_pending - self.control_inflight
 
-    def queue(self, data: list[bytes], *, control: bool = False) -> int:
+    def queue(self, data: list[bytes], *, control: bool = False, wake: bool = True) -> int:
         """Append whole frames (``b""`` asks to end the stream after them)
-        and wake the flusher; returns the byte count."""
+        and, unless told not to, wake the flusher; returns the byte count."""
         n = 0
         chunks = self._chunks
         for chunk in data:
@@ -70,7 +70,7 @@ class Outbox:
         self.size += n
         if control:
             self.control_pending += n
-        if self._flusher:
+        if wake and self._flusher:
             self._flusher.unpark()
         return n
 
@@ -94,6 +94,11 @@ class Outbox:
 
     def wake_flusher(self) -> None:
         self._flusher.unpark_all()
+
+    def wake_flusher_if_needed(self) -> None:
+        """Wake the flusher if anything is left to write."""
+        if self._chunks and self._flusher:
+            self._flusher.unpark()
 
     async def write(self, stream: trio.abc.Stream) -> None:
         """Write everything pending with one ``send_all``; the flusher's step.
