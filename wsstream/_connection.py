@@ -14,15 +14,26 @@ runs two tasks until the connection is over:
   while the inbox holds ``read_limit`` bytes or more, and resumes once the
   user has taken it down to half of that (backpressure, rule 3).
 * the **flusher** waits for the outbox to be non-empty and writes all of it
-  with one ``send_all`` (rule 2), then wakes senders blocked on
+  with one system call (rule 2), then wakes senders blocked on
   ``write_limit``. When it wakes while the user still has messages to
   answer, it lets the user run first, so the replies to a burst share a
-  write. It is the only writer of the stream, so a cancelled user
-  can never leave half a frame on the wire (rule 7).
+  write. Only the flusher ever waits for the socket to take data, so a
+  cancelled user can never leave half a frame on the wire (rule 7).
 
-``send()`` serialises into the outbox and returns: no socket I/O happens in
-the user's task. It first waits while the outbox holds more than
-``write_limit`` bytes (in flight included), so a slow peer slows the writer.
+``send()`` serialises into the outbox and returns. It first waits while the
+outbox holds more than ``write_limit`` bytes (in flight included), so a slow
+peer slows the writer.
+
+Plain TCP on POSIX (the common case) takes a shorter path, because each
+schedule pass is a measurable part of a round trip: the reader and the
+flusher use the socket's descriptor directly (``os.readv`` into a shared
+scratch buffer, ``os.write``) and yield only when they wait or when the
+socket stayed full, where trio's ``SocketStream`` adds a pass after every
+system call; and the user's task writes what it sent, synchronously and
+without waiting, when it is about to wait in ``receive()`` or when a
+``send()`` left the outbox over ``write_limit`` (:meth:`Outbox.write_now`).
+A request/response exchange then costs two passes per hop, as a bare trio
+echo does.
 
 Closing: the core decides what goes on the wire; the engine arms the
 ``close_timeout`` deadline on the run scope as soon as a Close has been sent

@@ -1,11 +1,15 @@
-"""The outgoing buffer: whole frames waiting for the flusher.
+"""The outgoing buffer: whole frames waiting to be written.
 
-Engine rules 2 and 7: ``send()`` and the reader only append here; one task,
-the flusher, takes everything pending at once and writes it with one
-``send_all``, so many frames share a system call and a cancelled user never
-leaves half a frame on the wire. The buffer counts its bytes (pending and
-being written) for ``write_limit``, and separately what the reader queued
-(pongs, the Close echo) for the ping-flood cap.
+Engine rules 2 and 7: ``send()`` and the reader append here; the flusher
+takes everything pending at once and writes it with one system call, so
+many frames share one. On plain TCP a user's task may also write, but only
+synchronously (:meth:`Outbox.write_now`, a non-blocking ``os.write`` that
+no cancellation can interrupt): when it is about to wait for the peer, and
+when a ``send()`` left the buffer over ``write_limit``. Whatever the socket
+does not take stays first in line for the flusher, so frames are never cut
+or reordered. The buffer counts its bytes (pending and being written) for
+``write_limit``, and separately what the reader queued (pongs, the Close
+echo) for the ping-flood cap.
 """
 
 from __future__ import annotations
