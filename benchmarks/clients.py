@@ -492,6 +492,7 @@ CLIENTS = {
     "trio-websocket": client_trio_websocket,
     "picows": client_picows,
     "raw-trio": client_raw_trio,
+    "raw-trio-naive": client_raw_trio,
     "raw-asyncio": client_raw_asyncio,
 }
 

@@ -17,11 +17,16 @@ MAX_SIZE = 2**24
 MARKER_MAX = 64
 MARKER = b"end-of-stream"
 
-# Implementations, in the order of the tables. "raw-trio" is not a WebSocket:
-# a trio TCP echo of frames with a 4-byte big-endian length prefix, the floor.
+# Implementations, in the order of the tables. The "raw-trio" ones are not
+# WebSocket: trio TCP echoes of frames with a 4-byte big-endian length prefix,
+# the floors. "raw-trio-naive" answers frame by frame, one send_all each (the
+# naive echo the floor names); "raw-trio" answers all complete frames
+# of a read with one send_all (a stricter floor).
 IMPLS = [
-    "wsstream", "websockets.trio", "websockets.asyncio", "trio-websocket", "picows", "raw-trio",
+    "wsstream", "websockets.trio", "websockets.asyncio", "trio-websocket", "picows",
+    "raw-trio-naive", "raw-trio",
 ]
+RAW_IMPLS = ("raw-trio", "raw-trio-naive")
 
 
 def raise_nofile_limit() -> int:

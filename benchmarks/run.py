@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .common import IMPLS, raise_nofile_limit, rss_bytes
+from .common import IMPLS, RAW_IMPLS, raise_nofile_limit, rss_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 KIB = 1024
@@ -100,11 +100,13 @@ SCENARIOS = [
     Scenario("idle-10000", "idle", count=10000, quick=2000),
 ]
 
-SHARED_CLIENT = {impl: "picows" for impl in IMPLS} | {"raw-trio": "raw-asyncio"}
+SHARED_CLIENT = {impl: "picows" for impl in IMPLS} | {raw: "raw-asyncio" for raw in RAW_IMPLS}
 
 
 def client_for(impl: str, pairing: str) -> str:
-    return SHARED_CLIENT[impl] if pairing == "shared" else impl
+    if pairing == "shared":
+        return SHARED_CLIENT[impl]
+    return "raw-trio" if impl in RAW_IMPLS else impl
 
 
 # ------------------------------------------------------------ measurements
@@ -202,7 +204,7 @@ def measure(impl: str, client: str, sc: Scenario, count: int, timeout: float) ->
 
 def measure_idle(impl: str, count: int, timeout: float) -> dict[str, Any]:
     """Server RSS growth per idle connection (handshake done, no traffic)."""
-    mode = "raw" if impl == "raw-trio" else "ws"
+    mode = "raw" if impl in RAW_IMPLS else "ws"
     server = Server(impl, "echo")
     clients: list[subprocess.Popen[str]] = []
 
@@ -346,10 +348,10 @@ def _fmt_ratio(r: dict[str, Any] | None) -> str:
 
 PAIRING_TEXT = {
     "shared": "**shared client**: every WebSocket server is driven by the same picows "
-              "client (asyncio, Cython), so only the server differs; the raw-trio floor is "
+              "client (asyncio, Cython), so only the server differs; the raw-trio floors are "
               "driven by a raw asyncio client with the same loop.",
     "self": "**self-paired**: each implementation's own client against its own server "
-            "(the raw-trio floor: a raw trio client); the idle-memory rows use the same "
+            "(the raw-trio floors: a raw trio client); the idle-memory rows use the same "
             "raw-socket client in both pairings.",
 }
 

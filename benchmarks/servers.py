@@ -149,7 +149,39 @@ async def _raw_trio_handler(stream, mode: str) -> None:  # type: ignore[no-untyp
         return
 
 
-def serve_raw_trio(mode: str) -> None:
+async def _raw_trio_naive_handler(stream, mode: str) -> None:  # type: ignore[no-untyped-def]
+    """The naive floor: frame by frame, each answered with its own send_all."""
+    buf = bytearray()
+
+    async def read_exactly(n: int) -> bytes | None:
+        while len(buf) < n:
+            data = await stream.receive_some(65536)
+            if not data:
+                return None
+            buf.extend(data)
+        chunk = bytes(buf[:n])
+        del buf[:n]
+        return chunk
+
+    try:
+        while True:
+            header = await read_exactly(4)
+            if header is None:
+                return
+            payload = await read_exactly(int.from_bytes(header, "big"))
+            if payload is None:
+                return
+            if mode == "echo" or len(payload) < MARKER_MAX:
+                await stream.send_all(header + payload)
+    except Exception:
+        return
+
+
+def serve_raw_trio_naive(mode: str) -> None:
+    serve_raw_trio(mode, _raw_trio_naive_handler)
+
+
+def serve_raw_trio(mode: str, handler=None) -> None:  # type: ignore[no-untyped-def]
     import functools
 
     import trio
@@ -158,7 +190,8 @@ def serve_raw_trio(mode: str) -> None:
         async with trio.open_nursery() as nursery:
             listeners = await nursery.start(
                 functools.partial(
-                    trio.serve_tcp, functools.partial(_raw_trio_handler_wrap, mode=mode), 0,
+                    trio.serve_tcp,
+                    functools.partial(handler or _raw_trio_handler_wrap, mode=mode), 0,
                     host="127.0.0.1",
                 )
             )
@@ -256,6 +289,7 @@ SERVERS = {
     "trio-websocket": serve_trio_websocket,
     "picows": serve_picows,
     "raw-trio": serve_raw_trio,
+    "raw-trio-naive": serve_raw_trio_naive,
 }
 
 
