@@ -29,11 +29,11 @@ class Outbox:
 
     __slots__ = (
         "_chunks", "_flusher", "_senders", "broken", "control_inflight", "control_pending",
-        "end_stream", "fd", "size", "writing", "written",
+        "end_stream", "fd", "full", "size", "writing", "written",
     )
 
     def __init__(self) -> None:
-        self._chunks: list[bytes] = []
+        self._chunks: list[bytes | memoryview] = []
         self.size = 0  # pending + being written
         self.control_pending = 0  # of size: queued by the reader, not yet taken
         self.control_inflight = 0  # of size: queued by the reader, being written
@@ -44,6 +44,7 @@ class Outbox:
         # The socket's descriptor when the stream is plain TCP on a POSIX
         # system, else -1; the engine sets it to -1 before closing the stream.
         self.fd = -1
+        self.full = False  # a direct write found the socket full
         self._flusher = Waiters()
         self._senders = Waiters()
 
@@ -84,7 +85,7 @@ class Outbox:
         self._chunks = []
         self.control_pending = 0
 
-    def pending(self) -> list[bytes]:
+    def pending(self) -> list[bytes | memoryview]:
         """What the flusher has not taken yet."""
         return self._chunks
 
@@ -123,7 +124,8 @@ class Outbox:
         self.writing = True
         try:
             if self.fd >= 0:
-                await _write_all(self.fd, data)
+                full, self.full = self.full, False
+                await _write_all(self.fd, data, full)
             else:
                 await stream.send_all(data)
         except BaseException:
@@ -155,9 +157,13 @@ class Outbox:
         if n == len(data):
             self._chunks = []
             self.control_pending = 0
+            self.full = False
         else:
-            rest = data[n:] if n else data
+            # The socket is full: the flusher waits for room before writing
+            # the rest (a view, not a copy, of what is left).
+            rest = memoryview(data)[n:] if n else data
             self._chunks = [rest]
+            self.full = True
             self.control_pending = min(self.control_pending, len(rest))
         if n:
             self._written(n)
@@ -177,11 +183,15 @@ class Outbox:
         self._senders.unpark_all()
 
 
-async def _write_all(fd: int, data: bytes) -> None:
+async def _write_all(fd: int, data: bytes | memoryview, full: bool) -> None:
     """``send_all`` for a non-blocking socket descriptor, without trio's
-    schedule point after a write that did not wait."""
-    rest: bytes | memoryview = data
+    schedule point after a write that did not wait. A socket that took only
+    part of a write is full: wait for room rather than try again at once
+    (``full`` says the last direct write found it so)."""
+    rest = data
     try:
+        if full:
+            await wait_writable(fd)
         while True:
             try:
                 n = os.write(fd, rest)
@@ -191,5 +201,6 @@ async def _write_all(fd: int, data: bytes) -> None:
             if n >= len(rest):
                 return
             rest = memoryview(rest)[n:]
+            await wait_writable(fd)
     except OSError as exc:
         raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
