@@ -105,8 +105,11 @@ class Writable(trio.abc.SendChannel[str | bytes | bytearray | memoryview]):
         once. Cancellation is safe: a cancelled ``send()`` queued nothing.
         Like :meth:`Readable.receive`, it is always a cancellation point and
         yields to the scheduler at least once in 16 calls when it need not
-        wait; the socket is written by the connection's own task, which
-        gathers what was queued meanwhile into one write.
+        wait. It never waits for the socket: the connection's own task
+        gathers what was queued meanwhile into one write (on plain TCP, the
+        calling task may also hand the socket what it takes at once, in one
+        non-blocking system call, when it leaves more than ``write_limit``
+        queued or is about to wait in ``receive()``).
 
         Raises :class:`TypeError` for anything but ``str`` or a bytes-like
         object; :class:`trio.ClosedResourceError` once this side closed; the
