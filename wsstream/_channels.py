@@ -61,6 +61,14 @@ class Readable(trio.abc.ReceiveChannel[Message]):
         """
         return await self._conn.inbox.receive()
 
+    async def __anext__(self) -> Message:
+        # trio's version awaits self.receive(): one coroutine less per
+        # message in ``async for``.
+        try:
+            return await self._conn.inbox.receive()
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
+
     async def cancel(self, reason: object = None) -> None:
         """Stop reading and start the closing handshake.
 
