@@ -117,7 +117,7 @@ class Writable(trio.abc.SendChannel[str | bytes | bytearray | memoryview]):
         gathers what was queued meanwhile into one write (on plain TCP, the
         calling task may also hand the socket what it takes at once, in one
         non-blocking system call, when it leaves more than ``write_limit``
-        queued or is about to wait in ``receive()``).
+        queued or is about to wait in ``receive()`` after sending).
 
         Raises :class:`TypeError` for anything but ``str`` or a bytes-like
         object; :class:`trio.ClosedResourceError` once this side closed; the

@@ -30,8 +30,9 @@ flusher use the socket's descriptor directly (``os.readv`` into a shared
 scratch buffer, ``os.write``) and yield only when they wait or when the
 socket stayed full, where trio's ``SocketStream`` adds a pass after every
 system call; and the user's task writes what it sent, synchronously and
-without waiting, when it is about to wait in ``receive()`` or when a
-``send()`` left the outbox over ``write_limit`` (:meth:`Outbox.write_now`).
+without waiting, when it is about to wait in ``receive()`` for an answer
+to what it sent, or when a ``send()`` left the outbox over ``write_limit``
+(:meth:`Outbox.write_now`).
 A request/response exchange then costs two passes per hop, as a bare trio
 echo does.
 
@@ -63,6 +64,7 @@ from trio.lowlevel import (
     cancel_shielded_checkpoint,
     checkpoint,
     checkpoint_if_cancelled,
+    current_task,
     wait_readable,
 )
 
@@ -235,7 +237,7 @@ class Connection:
             fd = _plain_fd(self.stream)  # type: ignore[arg-type]
             if fd >= 0:
                 self._out.fd = fd
-                self.inbox.before_wait = self._out.write_now
+                self.inbox.before_wait = self._out.write_own
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._flusher)
                 if self.options.ping_interval is not None:
@@ -558,6 +560,7 @@ class Connection:
             self.core.send_binary(message)  # type: ignore[arg-type]
         self.messages_sent += 1
         out.queue(self.core.data_to_send(), wake=False)
+        out.sender = current_task()
         if out.size > self._write_limit:
             # Over the limit, the next send() would wait for the flusher:
             # on plain TCP, give the socket what it takes now, as asyncio's
@@ -652,6 +655,7 @@ class Connection:
         """Close the stream and settle everything; runs shielded."""
         out = self._out
         out.fd = -1  # the descriptor may be reused once the stream is closed
+        out.sender = None
         self.inbox.before_wait = None
         if self._forceful and out and not out.writing and not out.broken \
                 and self.stream is not None:

@@ -66,7 +66,7 @@ class Inbox:
         # reading). None while messages may still come.
         self.end: BaseException | None = None
         # Called by receive() before it waits: the engine writes what the
-        # user sent meanwhile (see Outbox.write_now).
+        # user sent meanwhile (see Outbox.write_own).
         self.before_wait: Callable[[], None] | None = None
 
     def __bool__(self) -> bool:

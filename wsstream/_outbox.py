@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 
 import trio
-from trio.lowlevel import wait_writable
+from trio.lowlevel import current_task, wait_writable
 
 from ._waiters import Waiters
 
@@ -29,7 +29,7 @@ class Outbox:
 
     __slots__ = (
         "_chunks", "_flusher", "_senders", "broken", "control_inflight", "control_pending",
-        "end_stream", "fd", "full", "size", "writing", "written",
+        "end_stream", "fd", "full", "sender", "size", "writing", "written",
     )
 
     def __init__(self) -> None:
@@ -45,6 +45,7 @@ class Outbox:
         # system, else -1; the engine sets it to -1 before closing the stream.
         self.fd = -1
         self.full = False  # a direct write found the socket full
+        self.sender: object = None  # the task that queued the last message
         self._flusher = Waiters()
         self._senders = Waiters()
 
@@ -167,6 +168,17 @@ class Outbox:
             self.control_pending = min(self.control_pending, len(rest))
         if n:
             self._written(n)
+
+    def write_own(self) -> None:
+        """:meth:`write_now`, if the calling task sent the last message.
+
+        ``receive()`` calls this before it waits. A task that sent and now
+        waits for the answer (a request, a reply to one) wants its bytes out
+        at once; when another task is sending, the flusher gathers that
+        task's messages into fewer writes instead.
+        """
+        if self._chunks and self.sender is current_task():
+            self.write_now()
 
     def _written(self, n: int) -> None:
         self.size -= n
