@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.peer import BINARY, CONT, TEXT, build_frame
+from wsstream import _core
 from wsstream._core import Core, HandshakeFailure
 from wsstream._http import Headers
 from wsstream._url import parse_url
@@ -170,11 +172,22 @@ def test_client_reports_the_status_and_body_of_a_rejection() -> None:
         raise AssertionError("a 404 must fail the handshake")
 
 
-def test_client_frames_are_masked_with_a_fresh_key_each() -> None:
+def test_client_frames_are_masked_with_a_fresh_key_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # The client serialises its frames itself, with keys cut from a pool of
-    # os.urandom bytes (one system call per 1,024 frames): 2,500 frames cross
-    # the pool's refill twice; every frame carries the mask bit and a key no
-    # other frame used, and the server reads every payload back.
+    # os.urandom bytes (one system call per 1,024 frames). A counting
+    # urandom makes every byte of every pool distinct, so a key used twice
+    # would show; 2,500 frames cross the refill twice.
+    calls: list[int] = []
+
+    def urandom(n: int) -> bytes:
+        calls.append(n)
+        start = len(calls) * 10**6
+        return b"".join((start + i).to_bytes(4, "big") for i in range(n // 4))
+
+    monkeypatch.setattr(_core.os, "urandom", urandom)
+    monkeypatch.setattr(_core._mask_keys, "offset", _core._MaskKeys.SIZE)
     client, server = make_pair()
     payloads = [i.to_bytes(4, "big") * (i % 40) for i in range(2500)]
     keys = set()
@@ -182,9 +195,11 @@ def test_client_frames_are_masked_with_a_fresh_key_each() -> None:
         client.send_binary(payload)
         (frame,) = client.data_to_send()
         assert frame[0] == 0x82 and frame[1] & 0x80
-        keys.add(frame[2:6])
+        start = 4 if frame[1] & 0x7F == 126 else 2  # payloads of 126 B and more
+        keys.add(frame[start : start + 4])
         server.receive_data(frame)
     assert len(keys) == len(payloads)
+    assert [n for n in calls if n != 16] == [4096] * 3  # 16: the handshake key
     assert server.take_messages() == payloads
     # The three length encodings (RFC 6455 5.2) and a masked control frame.
     for size in (125, 126, 65535, 65536):
@@ -192,3 +207,23 @@ def test_client_frames_are_masked_with_a_fresh_key_each() -> None:
     client.send_ping(b"p")
     server.receive_data(b"".join(client.data_to_send()))
     assert server.take_messages() == [b"x" * size for size in (125, 126, 65535, 65536)]
+
+
+def test_large_server_frames_go_out_as_header_and_payload_uncopied() -> None:
+    client, server = make_pair()
+    big = bytes(range(256)) * 256  # 64 KiB
+    server.send_binary(big)
+    header, payload = server.data_to_send()
+    assert header == bytes([0x82, 127]) + len(big).to_bytes(8, "big")
+    assert payload is big  # bytes are immutable: sent as they are
+    # A mutable buffer is copied: the caller may reuse it once send() returns.
+    buffer = bytearray(big)
+    server.send_binary(buffer)
+    _, payload = server.data_to_send()
+    buffer[:4] = b"XXXX"
+    assert payload == big
+    small = b"s" * 100
+    server.send_binary(small)
+    assert server.data_to_send() == [bytes([0x82, 100]) + small]
+    client.receive_data(header + big + header + payload + bytes([0x82, 100]) + small)
+    assert client.take_messages() == [big, big, small]

@@ -20,7 +20,7 @@ import trio
 import wsstream
 from tests.conftest import Server
 from wsstream._connection import _plain_fd
-from wsstream._outbox import Outbox
+from wsstream._outbox import IOV_MAX, Outbox, _advance
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="the direct path is POSIX only")
 
@@ -151,3 +151,31 @@ async def test_a_reply_sent_before_waiting_arrives_and_the_descriptor_is_let_go(
     conn = conns[0]._conn
     assert conn._out.fd == -1 and conn.inbox.before_wait is None
     assert conn.statistics().buffered_out == 0
+
+
+def test_advance_drops_written_bytes_and_keeps_views_of_the_rest() -> None:
+    chunks: list[bytes | memoryview] = [b"abc", b"defg", b"hi"]
+    assert _advance(chunks, 0) is chunks
+    assert [bytes(c) for c in _advance(chunks, 2)] == [b"c", b"defg", b"hi"]
+    assert [bytes(c) for c in _advance(chunks, 3)] == [b"defg", b"hi"]
+    assert [bytes(c) for c in _advance(chunks, 8)] == [b"i"]
+    assert _advance(chunks, 9) == []
+    assert chunks == [b"abc", b"defg", b"hi"]  # the input list is left alone
+
+
+async def test_more_chunks_than_one_writev_takes_arrive_whole_and_in_order(
+    pair: tuple[trio.SocketStream, trio.SocketStream],
+) -> None:
+    ours, peer = pair
+    out = Outbox()
+    out.fd = _plain_fd(ours)
+    chunks = [i.to_bytes(4, "big") * (1 + i % 7) for i in range(3 * IOV_MAX + 5)]
+    expected = b"".join(chunks)
+    out.queue(chunks)
+    out.write_now()  # a first part, directly
+    received: list[bytes] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: _collect(peer, len(expected), received))
+        await out.write(ours)
+    assert received == [expected]
+    assert out.written == len(expected) and out.size == 0

@@ -40,7 +40,7 @@ from websockets.extensions.permessage_deflate import (
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request as CoreRequest
 from websockets.http11 import Response as CoreResponse
-from websockets.protocol import Protocol, State
+from websockets.protocol import CLIENT, Protocol, State
 from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 from websockets.uri import WebSocketURI
@@ -60,6 +60,7 @@ COMPRESSION_CHOICES = ("deflate", None)
 _TEXT, _BINARY, _CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
 _PING, _PONG, _CLOSE = Opcode.PING, Opcode.PONG, Opcode.CLOSE
 _OPEN, _CLOSED, _CONNECTING = State.OPEN, State.CLOSED, State.CONNECTING
+_CLIENT = CLIENT
 
 _log = logging.getLogger("wsstream.protocol")
 
@@ -113,33 +114,61 @@ _pack_short, _pack_medium, _pack_long = (
 )
 
 
-class _ClientProtocol(_Assembling, ClientProtocol):
+#: Frames with a payload at least this long go out as two chunks, header and
+#: payload, which the engine writes with one ``writev``: no copy of the
+#: payload. Shorter ones are one chunk (one small copy, fewer buffers).
+SPLIT_PAYLOAD = 16 * 1024
+
+
+def _serialize(frame: Frame, mask: bool) -> tuple[bytes, ...]:
+    """The core's ``Frame.serialize`` (RFC 6455 5.2), as chunks.
+
+    Two differences: a client's masking key comes from the pool, and a
+    large payload is not copied after the header (a server's is sent as
+    it is if it is ``bytes``, immutable; other buffers are copied once,
+    since the caller may reuse them as soon as ``send()`` returns).
+    """
+    head1 = (
+        (0x80 if frame.fin else 0) | (0x40 if frame.rsv1 else 0)
+        | (0x20 if frame.rsv2 else 0) | (0x10 if frame.rsv3 else 0) | frame.opcode
+    )
+    data = frame.data
+    length = len(data)
+    bit = 0x80 if mask else 0
+    if length < 126:
+        header = _pack_short(head1, bit | length)
+    elif length < 65536:
+        header = _pack_medium(head1, bit | 126, length)
+    else:
+        header = _pack_long(head1, bit | 127, length)
+    if mask:
+        key = _mask_keys.take()
+        header += key
+        data = apply_mask(data, key)
+    elif type(data) is not bytes:
+        data = bytes(data)
+    if length < SPLIT_PAYLOAD:
+        return (header + data,)
+    return (header, data)
+
+
+class _Serializing(Protocol):
     def send_frame(self, frame: Frame) -> None:
-        # The core's Frame.serialize, with the masking key from the pool.
-        # The header layout is RFC 6455 5.2; extensions and checks are the
-        # core's own.
+        # What the core does, with _serialize for Frame.serialize; checks
+        # and extensions (compression) are the core's own.
         if self.debug:
             self.logger.debug("> %s", frame)
         frame.check()
         for extension in self.extensions:
             frame = extension.encode(frame)
-        head1 = (
-            (0x80 if frame.fin else 0) | (0x40 if frame.rsv1 else 0)
-            | (0x20 if frame.rsv2 else 0) | (0x10 if frame.rsv3 else 0) | frame.opcode
-        )
-        data = frame.data
-        length = len(data)
-        if length < 126:
-            header = _pack_short(head1, 0x80 | length)
-        elif length < 65536:
-            header = _pack_medium(head1, 0x80 | 126, length)
-        else:
-            header = _pack_long(head1, 0x80 | 127, length)
-        key = _mask_keys.take()
-        self.writes.append(b"".join((header, key, apply_mask(data, key))))
+        self.writes.extend(_serialize(frame, self.side is _CLIENT))
 
 
-class _ServerProtocol(_Assembling, ServerProtocol):
+class _ClientProtocol(_Assembling, _Serializing, ClientProtocol):
+    pass
+
+
+class _ServerProtocol(_Assembling, _Serializing, ServerProtocol):
     # The engine's rule replaces the core's (which prefers the server's order
     # and refuses a client that offers none): set by Core.accept.
     select: Callable[[Sequence[str]], str | None] | None = None

@@ -21,6 +21,13 @@ from trio.lowlevel import current_task, wait_writable
 
 from ._waiters import Waiters
 
+#: What the outbox holds: frames, or what is left of them (views).
+Chunk = bytes | memoryview
+
+#: The most buffers one ``writev`` takes (POSIX guarantees at least 16;
+#: Linux takes 1,024).
+IOV_MAX = max(16, os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16)
+
 __all__ = ["Outbox"]
 
 
@@ -33,7 +40,7 @@ class Outbox:
     )
 
     def __init__(self) -> None:
-        self._chunks: list[bytes | memoryview] = []
+        self._chunks: list[Chunk] = []
         self.size = 0  # pending + being written
         self.control_pending = 0  # of size: queued by the reader, not yet taken
         self.control_inflight = 0  # of size: queued by the reader, being written
@@ -86,7 +93,7 @@ class Outbox:
         self._chunks = []
         self.control_pending = 0
 
-    def pending(self) -> list[bytes | memoryview]:
+    def pending(self) -> list[Chunk]:
         """What the flusher has not taken yet."""
         return self._chunks
 
@@ -119,22 +126,23 @@ class Outbox:
         if not batch:
             return
         self._chunks = []
-        data = batch[0] if len(batch) == 1 else b"".join(batch)
         self.control_inflight = self.control_pending
         self.control_pending = 0
         self.writing = True
         try:
             if self.fd >= 0:
                 full, self.full = self.full, False
-                await _write_all(self.fd, data, full)
+                n = await _write_all(self.fd, batch, full)
             else:
+                data = batch[0] if len(batch) == 1 else b"".join(batch)
                 await stream.send_all(data)
+                n = len(data)
         except BaseException:
             self.broken = True
             raise
         finally:
             self.writing = False
-        self._written(len(data))
+        self._written(n)
         self.control_inflight = 0
 
     def write_now(self) -> None:
@@ -150,22 +158,20 @@ class Outbox:
         batch = self._chunks
         if not batch or self.writing or self.broken or self.fd < 0:
             return
-        data = batch[0] if len(batch) == 1 else b"".join(batch)
         try:
-            n = os.write(self.fd, data)
+            n = _write_some(self.fd, batch)
         except OSError:  # would block, or broken: the flusher will know
             n = 0
-        if n == len(data):
-            self._chunks = []
+        rest = _advance(batch, n)
+        self._chunks = rest
+        if rest:
+            # The socket is full: the flusher waits for room before writing
+            # the rest (views, not copies, of what is left).
+            self.full = True
+            self.control_pending = min(self.control_pending, sum(map(len, rest)))
+        else:
             self.control_pending = 0
             self.full = False
-        else:
-            # The socket is full: the flusher waits for room before writing
-            # the rest (a view, not a copy, of what is left).
-            rest = memoryview(data)[n:] if n else data
-            self._chunks = [rest]
-            self.full = True
-            self.control_pending = min(self.control_pending, len(rest))
         if n:
             self._written(n)
 
@@ -195,24 +201,49 @@ class Outbox:
         self._senders.unpark_all()
 
 
-async def _write_all(fd: int, data: bytes | memoryview, full: bool) -> None:
-    """``send_all`` for a non-blocking socket descriptor, without trio's
-    schedule point after a write that did not wait. A socket that took only
-    part of a write is full: wait for room rather than try again at once
-    (``full`` says the last direct write found it so)."""
-    rest = data
+def _write_some(fd: int, chunks: list[Chunk]) -> int:
+    """One non-blocking system call: what the socket took of ``chunks``."""
+    if len(chunks) == 1:
+        return os.write(fd, chunks[0])
+    return os.writev(fd, chunks[:IOV_MAX])
+
+
+def _advance(chunks: list[Chunk], n: int) -> list[Chunk]:
+    """What is left of ``chunks`` once their first ``n`` bytes are written."""
+    i = 0
+    while n:
+        size = len(chunks[i])
+        if n < size:
+            rest = chunks[i:]
+            rest[0] = memoryview(rest[0])[n:]
+            return rest
+        n -= size
+        i += 1
+    return chunks[i:] if i else chunks
+
+
+async def _write_all(fd: int, chunks: list[Chunk], full: bool) -> int:
+    """``send_all`` for a non-blocking socket descriptor, gathering the chunks
+    with ``writev`` (no join, so no copy of large payloads), without trio's
+    schedule point after a write that did not wait; returns the bytes
+    written. A socket that took only part of a write is full: wait for room
+    rather than try again at once (``full`` says the last direct write found
+    it so)."""
+    total = 0
     try:
         if full:
             await wait_writable(fd)
-        while True:
+        while chunks:
             try:
-                n = os.write(fd, rest)
+                n = _write_some(fd, chunks)
             except BlockingIOError:
                 await wait_writable(fd)
                 continue
-            if n >= len(rest):
-                return
-            rest = memoryview(rest)[n:]
-            await wait_writable(fd)
+            total += n
+            rest = _advance(chunks, n)
+            if rest and len(chunks) - len(rest) < IOV_MAX:
+                await wait_writable(fd)  # it stopped short: the socket is full
+            chunks = rest
+        return total
     except OSError as exc:
         raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
