@@ -38,6 +38,14 @@ async def pair() -> AsyncIterator[tuple[trio.SocketStream, trio.SocketStream]]:
         await stream.aclose()
 
 
+def _outbox_on(stream: trio.SocketStream) -> Outbox:
+    """An outbox that writes ``stream``'s socket directly, as the engine's."""
+    out = Outbox()
+    out.fd = _plain_fd(stream)
+    assert out.fd >= 0
+    return out
+
+
 async def _read_exactly(stream: trio.SocketStream, n: int) -> bytes:
     got = bytearray()
     while len(got) < n:
@@ -51,9 +59,7 @@ async def test_a_direct_write_the_socket_takes_in_part_is_finished_by_the_flushe
     pair: tuple[trio.SocketStream, trio.SocketStream],
 ) -> None:
     ours, peer = pair
-    out = Outbox()
-    out.fd = _plain_fd(ours)
-    assert out.fd >= 0
+    out = _outbox_on(ours)
     first = bytes(range(256)) * 4096  # 1 MiB: far more than the socket takes
     second = b"after"
     out.queue([first, second])
@@ -79,8 +85,7 @@ async def test_a_direct_write_to_a_broken_socket_leaves_the_error_to_the_flusher
 ) -> None:
     ours, peer = pair
     await peer.aclose()
-    out = Outbox()
-    out.fd = _plain_fd(ours)
+    out = _outbox_on(ours)
     out.queue([b"x" * 100])
     out.write_now()  # EPIPE: nothing is written, nothing is raised
     assert out.written == 0 and out.size == 100 and not out.broken
@@ -95,8 +100,7 @@ async def test_nothing_is_written_directly_while_the_flusher_writes(
     pair: tuple[trio.SocketStream, trio.SocketStream],
 ) -> None:
     ours, peer = pair
-    out = Outbox()
-    out.fd = _plain_fd(ours)
+    out = _outbox_on(ours)
     big = b"a" * (1 << 20)
     out.queue([big])
     async with trio.open_nursery() as nursery:
@@ -167,8 +171,7 @@ async def test_more_chunks_than_one_writev_takes_arrive_whole_and_in_order(
     pair: tuple[trio.SocketStream, trio.SocketStream],
 ) -> None:
     ours, peer = pair
-    out = Outbox()
-    out.fd = _plain_fd(ours)
+    out = _outbox_on(ours)
     chunks = [i.to_bytes(4, "big") * (1 + i % 7) for i in range(3 * IOV_MAX + 5)]
     expected = b"".join(chunks)
     out.queue(chunks)
