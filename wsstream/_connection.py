@@ -5,16 +5,19 @@ Theory of operation
 A connection runs as one task, :meth:`Connection.run`, inside a nursery that
 the user owns (the client's ``async with``, or ``serve``). That task opens
 the stream (client), does the opening handshake under ``open_timeout``, then
-runs two tasks until the connection is over:
+two tasks run until the connection is over, in a nursery whose scope is the
+connection's run scope:
 
-* the **reader** reads the stream in large chunks, feeds the core, puts
-  complete messages in the inbox (``_inbox.py``; the readable takes from it)
-  and whatever the core wants to send (pongs, the Close echo) in the outbox
-  (``_outbox.py``). It never waits on the writer (engine rule 1). It stops reading
-  while the inbox holds ``read_limit`` bytes or more, and resumes once the
-  user has taken it down to half of that (backpressure, rule 3).
-* the **flusher** waits for the outbox to be non-empty and writes all of it
-  with one system call (rule 2), then wakes senders blocked on
+* the **reader**, the run task itself, reads the stream in large chunks,
+  feeds the core, puts complete messages in the inbox (``_inbox.py``; the
+  readable takes from it) and whatever the core wants to send (pongs, the
+  Close echo) in the outbox (``_outbox.py``). It never waits on the writer
+  (engine rule 1). It stops reading while the inbox holds ``read_limit``
+  bytes or more, and resumes once the user has taken it down to half of
+  that (backpressure, rule 3).
+* the **flusher**, started by the first frames queued (an idle connection
+  never has any: one task less), waits for the outbox to be non-empty and
+  writes all of it with one system call (rule 2), then wakes senders blocked on
   ``write_limit``. When it wakes while the user still has messages to
   answer, it lets the user run first, so the replies to a burst share a
   write. Only the flusher ever waits for the socket to take data, so a
@@ -90,6 +93,10 @@ MAX_PENDING_CONTROL = 128 * 1024
 #: answer messages already in the inbox before it writes.
 FLUSH_DEFER_PASSES = 64
 
+#: The run task's name, as trio would spell it: given, it is one shared str
+#: instead of one built per connection.
+RUN_TASK_NAME = "wsstream._connection.Connection.run"
+
 #: How long a forceful close (cancellation) lets the Close frame leave when
 #: the socket cannot take it at once.
 FORCEFUL_CLOSE_GRACE = 0.05
@@ -135,6 +142,22 @@ def _plain_fd(stream: trio.abc.Stream) -> int:
     return -1
 
 
+def _readv_nowait(fd: int, buffer: memoryview) -> int:
+    """Read what the socket holds into ``buffer``: the byte count, ``0`` at
+    the end of the stream (or a reset), ``-1`` if nothing is there yet.
+
+    A function of its own so that the frequent BlockingIOError never passes
+    through the reader's frame: a traceback through it would give that
+    frame a frame object kept as long as the connection (about 0.25 KiB).
+    """
+    try:
+        return os.readv(fd, [buffer])
+    except BlockingIOError:
+        return -1
+    except OSError:
+        return 0
+
+
 def _dropped() -> WebSocketError:
     return WebSocketError._build("the connection closed without a closing handshake", 1006)
 
@@ -150,7 +173,7 @@ class Connection:
     # per instance would cost about 1.5 KiB.
     __slots__ = (
         "_abort_exc", "_close_initiated", "_close_pending", "_close_seen", "_connect",
-        "_finished", "_forceful", "_held", "_keepalive_scope", "_out", "_reader_done",
+        "_finished", "_forceful", "_held", "_keepalive_scope", "_nursery", "_out", "_reader_done",
         "_scope", "_send_error", "_server", "_signal_scope", "_unclean", "_write_limit",
         "bytes_received", "closed", "core", "error", "id", "inbox", "messages_received",
         "messages_sent", "opened", "options", "pings", "stream",
@@ -175,6 +198,7 @@ class Connection:
         self.id = os.urandom(4).hex()
 
         self._scope = trio.CancelScope()
+        self._nursery: trio.Nursery | None = None  # while the flusher may be started
         self._abort_exc: WebSocketError | None = None
         self._finished = False
 
@@ -190,7 +214,7 @@ class Connection:
         self._close_initiated = False  # we sent a Close before receiving one
         self._close_seen = False
         self._close_pending = False  # the peer's Close is in, cleanliness undecided
-        self._held: list[bytes] = []  # output held until then (the Close echo)
+        self._held: list[bytes] | None = None  # output held until then (the Close echo)
         self._unclean: WebSocketError | None = None
         self.error: WebSocketError | None = None  # the connection's error, once known
 
@@ -215,7 +239,20 @@ class Connection:
         the connection forcefully (see :meth:`close_forcefully`).
         """
         try:
-            await self._run()
+            # The task's steps inline, not in a coroutine of their own: one
+            # frame less held for as long as the connection lives.
+            if self._abort_exc is None:
+                async with trio.open_nursery() as nursery:
+                    self._adopt_scope(nursery.cancel_scope)
+                    if await self._open():
+                        self._start_tasks(nursery)
+                        try:
+                            await self._reader()
+                        finally:
+                            # No flusher is started once the reader is done.
+                            self._out.start_flusher = None
+                            self._nursery = None
+                        self._reader_finished()
         except* trio.Cancelled:
             # Cancelled from outside (the owner's scope): a forceful close,
             # even if the owner's code has not reached close_forcefully yet.
@@ -230,25 +267,39 @@ class Connection:
             with trio.CancelScope(shield=True):
                 await self._finish()
 
-    async def _run(self) -> None:
-        with self._scope:
-            if self._abort_exc is not None or not await self._open():
-                return
-            fd = _plain_fd(self.stream)  # type: ignore[arg-type]
-            if fd >= 0:
-                self._out.fd = fd
-                self.inbox.before_wait = self._out.write_own
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._flusher)
-                if self.options.ping_interval is not None:
-                    nursery.start_soon(self._keepalive)
-                await self._reader()
-                self._arm_close_deadline()
-                self._reader_done = True
-                self._out.wake_flusher()
-                # Keepalive has nothing left to do; the flusher finishes.
-                if self._keepalive_scope is not None:
-                    self._keepalive_scope.cancel()
+    def _adopt_scope(self, scope: trio.CancelScope) -> None:
+        """Make the nursery's scope the run scope (one scope less per
+        connection): it takes over what was asked of the scope made in
+        __init__, which stood in for it until now."""
+        scope.deadline = self._scope.deadline
+        if self._scope.cancel_called:
+            scope.cancel()
+        self._scope = scope
+
+    def _start_tasks(self, nursery: trio.Nursery) -> None:
+        """The handshake is done: set up the writes, start keepalive."""
+        out = self._out
+        fd = _plain_fd(self.stream)  # type: ignore[arg-type]
+        if fd >= 0:
+            out.fd = fd
+            self.inbox.before_wait = out.write_own
+        # The flusher starts with the first frames to write: an idle
+        # connection never needs it.
+        if out or out.end_stream:
+            nursery.start_soon(self._flusher)
+        else:
+            self._nursery = nursery
+            out.start_flusher = self._start_flusher
+        if self.options.ping_interval is not None:
+            nursery.start_soon(self._keepalive)
+
+    def _reader_finished(self) -> None:
+        self._arm_close_deadline()
+        self._reader_done = True
+        self._out.wake_flusher()
+        # Keepalive has nothing left to do; the flusher finishes.
+        if self._keepalive_scope is not None:
+            self._keepalive_scope.cancel()
 
     async def _open(self) -> bool:
         """The opening handshake; returns True if the connection is open."""
@@ -312,10 +363,10 @@ class Connection:
     # -- reader ----------------------------------------------------------
 
     async def _reader(self) -> None:
+        # No bound methods kept in locals: this frame lives as long as the
+        # connection, and each would cost 64 bytes.
         stream, core = self.stream, self.core
         assert stream is not None
-        receive_some = stream.receive_some
-        process = self._process_incoming
         inbox = self.inbox
         fd = self._out.fd
         drained = False
@@ -329,20 +380,21 @@ class Connection:
                         # The last read emptied the socket: wait first, rather
                         # than spend a system call to learn it is still empty.
                         await wait_readable(fd)
+                except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass  # closed: the end of the stream
+                else:
                     size = inbox.read_size(SCRATCH_SIZE)
                     view = _scratch.view
-                    n = os.readv(fd, [view[:size]])
-                except BlockingIOError:
-                    drained = True
-                    continue
-                except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
-                    pass  # reset by the peer, or closed: the end of the stream
-                else:
-                    data = view[:n]
+                    n = _readv_nowait(fd, view[:size])
+                    if n < 0:
+                        drained = True
+                        continue
+                    if n:  # else reset by the peer: the end of the stream
+                        data = view[:n]
                     drained = n < size
             else:
                 try:
-                    data = await receive_some(inbox.read_size())
+                    data = await stream.receive_some(inbox.read_size())
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     data = b""
             if data:
@@ -350,7 +402,7 @@ class Connection:
                 core.receive_data(data)
             else:
                 core.receive_eof()
-            process()
+            self._process_incoming()
             if self._close_pending:
                 # One schedule point lets a flusher whose write completed
                 # account for it (trio runs every runnable task before the
@@ -377,7 +429,8 @@ class Connection:
             self._on_close_received()
         data = core.data_to_send()
         if data and self._close_pending:
-            self._held.extend(data)  # the Close echo waits for the decision
+            # The Close echo waits for the decision.
+            self._held = self._held + data if self._held else data
         elif data:
             self._out.queue(data, control=True)
             if self._out.control > MAX_PENDING_CONTROL:
@@ -433,7 +486,7 @@ class Connection:
                 )
                 self._out.wake_senders()
             self.inbox.finish(trio.EndOfChannel(), replace_clean_end=False)
-        held, self._held = self._held, []
+        held, self._held = self._held, None
         if held:
             self._out.queue(held, control=True)
 
@@ -465,7 +518,15 @@ class Connection:
 
     # -- flusher ---------------------------------------------------------
 
+    def _start_flusher(self) -> None:
+        assert self._nursery is not None
+        self._nursery.start_soon(self._flusher)
+
     async def _flusher(self) -> None:
+        # Started by the first frames queued, maybe after the connection
+        # was cancelled: a flusher parked from the start would have been
+        # cancelled then, without writing them.
+        await checkpoint_if_cancelled()
         stream = self.stream
         assert stream is not None
         out, inbox = self._out, self.inbox

@@ -29,7 +29,7 @@ import logging
 import os
 import struct
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from websockets.client import ClientProtocol
 from websockets.datastructures import Headers as CoreHeaders
@@ -69,6 +69,41 @@ _log = logging.getLogger("wsstream.protocol")
 # cost in ratio; the same trade-off websockets makes.
 _WINDOW_BITS = 12
 _COMPRESS_SETTINGS = {"memLevel": 5}
+
+# Header names, values and whole fields that most opening handshakes carry:
+# a server keeps every connection's request, so these are kept once, shared
+# by every connection, instead of a copy per connection (about 0.5 KiB).
+_COMMON_HEADER_STRINGS = {
+    s: s for s in (
+        "Host", "Upgrade", "Connection", "Origin", "User-Agent", "Cookie", "Pragma",
+        "Cache-Control", "Accept-Encoding", "Accept-Language", "Sec-WebSocket-Key",
+        "Sec-WebSocket-Version", "Sec-WebSocket-Extensions", "Sec-WebSocket-Protocol",
+        "host", "upgrade", "connection", "origin", "user-agent", "cookie", "pragma",
+        "cache-control", "accept-encoding", "accept-language", "sec-websocket-key",
+        "sec-websocket-version", "sec-websocket-extensions", "sec-websocket-protocol",
+        "websocket", "Websocket", "WebSocket", "keep-alive, Upgrade", "13", "no-cache",
+        "gzip, deflate", "gzip, deflate, br", "gzip, deflate, br, zstd",
+        "permessage-deflate", "permessage-deflate; client_max_window_bits",
+    )
+}
+_COMMON_HEADER_FIELDS = {
+    field: field for field in (
+        ("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Version", "13"),
+        ("upgrade", "websocket"), ("connection", "Upgrade"), ("connection", "upgrade"),
+        ("sec-websocket-version", "13"), ("Connection", "keep-alive, Upgrade"),
+        ("Pragma", "no-cache"), ("Cache-Control", "no-cache"),
+        ("Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits"),
+    )
+}
+
+
+def _shared(items: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    strings, fields = _COMMON_HEADER_STRINGS, _COMMON_HEADER_FIELDS
+    shared = []
+    for name, value in items:
+        field = (strings.get(name, name), strings.get(value, value))
+        shared.append(fields.get(field, field))
+    return shared
 
 
 class _Assembling(Protocol):
@@ -221,8 +256,8 @@ class Core:
         # Reassembly of a fragmented message.
         self._text: bool | None = None  # None: no message in progress
         self._decoder: codecs.IncrementalDecoder | None = None
-        self._parts: list[str] = []
-        self._binary = bytearray()
+        self._parts: list[str] | None = None  # made per fragmented message
+        self._binary: bytearray | None = None
         self.request: Request | None = None  # server: the client's request
         self.response: CoreResponse | None = None  # client: the server's answer
         # The negotiated Sec-WebSocket-Extensions value, "" when none.
@@ -340,7 +375,8 @@ class Core:
         protocol = self.protocol
         for event in protocol.events_received():
             if isinstance(event, CoreRequest):
-                self.request = Request(event.path, Headers(event.headers.raw_items()))
+                headers = Headers(_shared(event.headers.raw_items()))
+                self.request = Request(event.path, headers)
             elif isinstance(event, CoreResponse):
                 self.response = event
                 self.extensions = ", ".join(
@@ -375,6 +411,7 @@ class Core:
         self.protocol.select = select
         request = CoreRequest(self.request.path, CoreHeaders(self.request.headers.raw_items()))
         response = self.protocol.accept(request)
+        self.protocol.select = None  # its closure holds the request
         for name, value in extra_headers.raw_items():
             response.headers[name] = value
         if response.status_code == 101:
@@ -385,8 +422,9 @@ class Core:
             # A fresh parser: the old one's frame keeps the parsed request
             # (about 3 KiB) alive as long as the connection. Safe because the
             # server fed the core the request alone, so no frame is half read.
-            protocol.parser = protocol.parse()
-            next(protocol.parser)
+            # Made with the first bytes (_parser_ready): until then a parser
+            # waiting for data, with its nested readers, costs 0.7 KiB.
+            protocol.parser = None  # type: ignore[assignment]
         return response.status_code == 101
 
     def bad_request_reply(self) -> bytes:
@@ -426,12 +464,22 @@ class Core:
         to a bytearray, whatever the annotation says).
         """
         protocol = self.protocol
+        if protocol.parser is None:
+            self._parser_ready()
         protocol.receive_data(data)  # type: ignore[arg-type]
         protocol.events = []  # the frames were handled by recv_frame
+
     def receive_eof(self) -> None:
         """The peer ended the stream (or it broke)."""
+        if self.protocol.parser is None:
+            self._parser_ready()
         self.protocol.receive_eof()
         self.protocol.events_received()
+
+    def _parser_ready(self) -> None:
+        # The parser accept() left for later; not started: the core's own
+        # next() after feeding starts it, as it would resume a started one.
+        self.protocol.parser = self.protocol.parse()
 
     def _on_frame(self, frame: Frame) -> None:
         # Called by the core for each frame it accepted, as it parses; a
@@ -457,16 +505,17 @@ class Core:
             if self._text:
                 self._feed_text(frame.data, frame.fin)
             else:
+                assert self._binary is not None  # the core checks the sequence
                 self._binary += frame.data
                 if frame.fin:
                     self.messages.append(bytes(self._binary))
-                    self._binary = bytearray()
+                    self._binary = None
             if frame.fin:
                 self._text = None
         elif opcode is _CLOSE:
             self._text = None  # an unfinished message is dropped
-            self._parts = []
-            self._binary = bytearray()
+            self._parts = None
+            self._binary = None
             self._decoder = None
         elif opcode is _PONG:
             self.pongs.append(bytes(frame.data))
@@ -474,13 +523,13 @@ class Core:
             self.pings_received += 1
 
     def _feed_text(self, data: bytes | bytearray | memoryview, fin: bool) -> None:
-        assert self._decoder is not None
+        assert self._decoder is not None and self._parts is not None
         piece = self._decoder.decode(data, fin)
         if piece:
             self._parts.append(piece)
         if fin:
             self.messages.append("".join(self._parts))
-            self._parts = []
+            self._parts = None
             self._decoder = None
 
     def take_messages(self) -> list[str | bytes]:

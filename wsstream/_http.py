@@ -26,12 +26,15 @@ class Headers(Mapping[str, str]):
             source = items.raw_items() if isinstance(items, Headers) else (
                 items.items() if isinstance(items, Mapping) else items
             )
-            for name, value in source:
+            for item in source:
+                name, value = item
                 if not isinstance(name, str) or not isinstance(value, str):
                     raise TypeError("header names and values must be str")
                 if any(c in name for c in "\r\n:") or any(c in value for c in "\r\n"):
                     raise ValueError(f"invalid header {name!r}: {value!r}")
-                pairs.append((name, value))
+                # A pair that is already a tuple is kept, not copied: the
+                # server shares the common ones between connections.
+                pairs.append(item if type(item) is tuple else (name, value))
         self._items = tuple(pairs)
         # Built on first lookup: a server keeps every connection's request
         # headers, most of which are never looked up.

@@ -49,7 +49,9 @@ class Inbox:
     )
 
     def __init__(self, read_limit: int) -> None:
-        self._messages: deque[str | bytes] = deque()
+        # Made with the first message: an idle connection never needs one
+        # (an empty deque is about 0.75 KiB).
+        self._messages: deque[str | bytes] | None = None
         self.size = 0  # counted against the limit: payload + overhead
         self.limit = read_limit
         self._resume_at = read_limit // 2
@@ -80,6 +82,8 @@ class Inbox:
             self.discarded += len(messages)
             return
         queue = self._messages
+        if queue is None:
+            queue = self._messages = deque()
         n = self.size
         if self.closing:
             limit = self.limit
@@ -132,8 +136,9 @@ class Inbox:
         """Drop every buffered message; with ``discard``, every future one too."""
         if discard:
             self.discard = True
-        self.discarded += len(self._messages)
-        self._messages.clear()
+        if self._messages is not None:
+            self.discarded += len(self._messages)
+            self._messages.clear()
         self.size = 0
         self._resume.unpark_all()
 
@@ -150,17 +155,22 @@ class Inbox:
 
     # -- the user's side ---------------------------------------------------
 
-    async def receive(self) -> str | bytes:
-        """Take the next message; see :meth:`Readable.receive`."""
+    async def receive(self, *, iterating: bool = False) -> str | bytes:
+        """Take the next message; see :meth:`Readable.receive`.
+
+        ``iterating``: for ``async for``, the clean end raises
+        StopAsyncIteration instead of EndOfChannel.
+        """
         await checkpoint_if_cancelled()
-        queue = self._messages
-        while not queue:
+        while not self._messages:  # the first put() may make a new deque
             if self.end is not None:
+                if iterating and isinstance(self.end, trio.EndOfChannel):
+                    raise StopAsyncIteration
                 raise self.end.with_traceback(None)
             if self.before_wait is not None:
                 self.before_wait()
             await self._readers.park()
-        message = queue.popleft()
+        message = self._messages.popleft()
         self.taken += 1
         self.size -= len(message) + MESSAGE_OVERHEAD
         if self._resume and self.size <= self._resume_at:

@@ -15,6 +15,7 @@ echo) for the ping-flood cap.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import trio
 from trio.lowlevel import current_task, wait_writable
@@ -36,7 +37,7 @@ class Outbox:
 
     __slots__ = (
         "_chunks", "_flusher", "_senders", "broken", "control_inflight", "control_pending",
-        "end_stream", "fd", "full", "sender", "size", "writing", "written",
+        "end_stream", "fd", "full", "sender", "size", "start_flusher", "writing", "written",
     )
 
     def __init__(self) -> None:
@@ -55,6 +56,10 @@ class Outbox:
         self.sender: object = None  # the task that queued the last message
         self._flusher = Waiters()
         self._senders = Waiters()
+        # Set by the engine while the flusher could be started but is not
+        # yet: the first frames start it (an idle connection has none, and
+        # saves a task). Called once, then cleared.
+        self.start_flusher: Callable[[], None] | None = None
 
     def __bool__(self) -> bool:
         return bool(self._chunks)
@@ -83,8 +88,11 @@ class Outbox:
         self.size += n
         if control:
             self.control_pending += n
-        if wake and self._flusher:
-            self._flusher.unpark()
+        if wake:
+            if self._flusher:
+                self._flusher.unpark()
+            elif n or self.end_stream:
+                self._start_flusher()
         return n
 
     def drop_pending(self) -> None:
@@ -110,8 +118,18 @@ class Outbox:
 
     def wake_flusher_if_needed(self) -> None:
         """Wake the flusher if anything is left to write."""
-        if self._chunks and self._flusher:
-            self._flusher.unpark()
+        if self._chunks:
+            if self._flusher:
+                self._flusher.unpark()
+            else:
+                self._start_flusher()
+
+    def _start_flusher(self) -> None:
+        """Start the flusher if the engine left it for the first frames."""
+        start = self.start_flusher
+        if start is not None:
+            self.start_flusher = None
+            start()
 
     async def write(self, stream: trio.abc.Stream) -> None:
         """Write everything pending with one ``send_all``; the flusher's step.

@@ -25,7 +25,8 @@ class PingTracker:
     __slots__ = ("_waiting", "latency", "pings_sent", "pongs_received")
 
     def __init__(self) -> None:
-        self._waiting: dict[bytes, _Ping] = {}
+        # Made by the first ping: most connections never send one.
+        self._waiting: dict[bytes, _Ping] | None = None
         self.latency: float | None = None
         self.pings_sent = 0
         self.pongs_received = 0
@@ -37,11 +38,12 @@ class PingTracker:
         payload = bytes(payload)
         if len(payload) > 125:
             raise ValueError("a ping payload is at most 125 bytes")
+        waiting = self._waiting or {}
         if not payload:
             payload = os.urandom(4)
-            while payload in self._waiting:
+            while payload in waiting:
                 payload = os.urandom(4)
-        elif payload in self._waiting:
+        elif payload in waiting:
             raise ValueError("a ping with this payload is already waiting for its pong")
         return payload
 
@@ -49,17 +51,20 @@ class PingTracker:
         """Wait for the pong of a ping just sent; ``None`` if the
         connection ended first (see :meth:`release_all`)."""
         ping = _Ping(trio.current_time())
-        self._waiting[payload] = ping
+        waiting = self._waiting
+        if waiting is None:
+            waiting = self._waiting = {}
+        waiting[payload] = ping
         self.pings_sent += 1
         try:
             await ping.event.wait()
         finally:
-            self._waiting.pop(payload, None)
+            waiting.pop(payload, None)
         return ping.rtt
 
     def on_pongs(self, pongs: list[bytes]) -> None:
         now = trio.current_time()
-        waiting = self._waiting
+        waiting = self._waiting or {}
         for pong in pongs:
             self.pongs_received += 1
             if pong not in waiting:
@@ -74,5 +79,5 @@ class PingTracker:
 
     def release_all(self) -> None:
         """The connection ended: wake every waiter without a round trip."""
-        for ping in self._waiting.values():
+        for ping in (self._waiting or {}).values():
             ping.event.set()

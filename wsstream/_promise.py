@@ -43,8 +43,11 @@ class Promise(Generic[T]):
 
     def _settle(self) -> None:
         self._settled = True
-        if self._event is not None:
-            self._event.set()
+        event = self._event
+        if event is not None:
+            # Waiters hold the event themselves; later awaits need none.
+            self._event = None
+            event.set()
 
     def resolve(self, value: T) -> None:
         """Settle with ``value``; does nothing if already settled."""
