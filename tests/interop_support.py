@@ -18,6 +18,7 @@ import pytest
 import trio
 
 import wsstream
+from tests.peers.websockets_peer import MIB
 
 if TYPE_CHECKING:
     from tests.conftest import Server
@@ -196,6 +197,32 @@ async def check_peer_closing_first(peer: PeerServer, path: str, expected: tuple[
     report = await peer.next_connection_report()
     # Our echo of its Close carries the same code and reason.
     assert (report["close_code"], report["close_reason"]) == expected
+
+
+async def check_ping_answered(peer: PeerServer) -> None:
+    """Our client's ping gets the peer's pong and a round trip."""
+    async with wsstream.WebSocketStream(peer.url + "/echo") as wss:
+        await wss.opened
+        with trio.fail_after(10):
+            round_trip = await wss.ping(b"interop")
+        assert 0 < round_trip < 10
+        assert wss.statistics().pongs_received == 1
+
+
+async def check_echo_over_our_max_size_fails_with_1009(peer: PeerServer) -> None:
+    """The peer echoes a message one byte over our max_message_size: 1009."""
+    async with wsstream.WebSocketStream(peer.url + "/echo", max_message_size=MIB) as wss:
+        readable, writable, *_ = await wss.opened
+        await writable.send(bytes(MIB + 1))  # the echo is one byte over our limit
+        with trio.fail_after(10):
+            with pytest.raises(wsstream.WebSocketError) as info:
+                await readable.receive()
+            assert info.value.close_code == 1009
+            with pytest.raises(wsstream.WebSocketError) as closed_info:
+                await wss.closed
+            assert closed_info.value.close_code == 1009
+    report = await peer.next_connection_report()
+    assert report["close_code"] == 1009
 
 
 RunClient = Callable[..., Awaitable[dict[str, Any]]]

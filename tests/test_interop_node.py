@@ -28,6 +28,7 @@ from tests.interop_support import (
     PEER_CLOSE_CASES,
     Recorder,
     StartPeer,
+    check_echo_over_our_max_size_fails_with_1009,
     check_extensions,
     check_our_close_reaches_peer,
     check_our_server_closing_first,
@@ -35,6 +36,7 @@ from tests.interop_support import (
     check_our_server_sees_the_clients_echo,
     check_peer_client_close_reaches_our_server,
     check_peer_closing_first,
+    check_ping_answered,
     peer_servers,
     run_peer_client,
 )
@@ -159,13 +161,7 @@ async def test_client_gets_the_subprotocol_node_ws_server_accepts(
 
 
 async def test_client_ping_is_answered_by_node_ws_server(node_server: StartPeer) -> None:
-    peer = await node_server()
-    async with wsstream.WebSocketStream(peer.url + "/echo") as wss:
-        await wss.opened
-        with trio.fail_after(10):
-            round_trip = await wss.ping(b"interop")
-        assert 0 < round_trip < 10
-        assert wss.statistics().pongs_received == 1
+    await check_ping_answered(await node_server())
 
 
 # -- the ws client -> our server ---------------------------------------------
@@ -232,19 +228,7 @@ async def test_node_ws_client_close_code_and_reason_reach_our_server(
 async def test_message_over_our_max_size_from_node_ws_server_fails_with_1009(
     node_server: StartPeer,
 ) -> None:
-    peer = await node_server()
-    async with wsstream.WebSocketStream(peer.url + "/echo", max_message_size=MIB) as wss:
-        readable, writable, *_ = await wss.opened
-        await writable.send(bytes(MIB + 1))  # the echo is one byte over our limit
-        with trio.fail_after(10):
-            with pytest.raises(wsstream.WebSocketError) as info:
-                await readable.receive()
-            assert info.value.close_code == 1009
-            with pytest.raises(wsstream.WebSocketError) as closed_info:
-                await wss.closed
-            assert closed_info.value.close_code == 1009
-    report = await peer.next_connection_report()
-    assert report["close_code"] == 1009
+    await check_echo_over_our_max_size_fails_with_1009(await node_server())
 
 
 async def test_node_ws_client_vanishing_gives_1006_on_our_server(server: Server) -> None:
