@@ -55,25 +55,10 @@ def _check(received: object, expected: object) -> None:
 # ------------------------------------------------- generic send/recv drivers
 
 
-async def trio_workload(send, recv, spec):  # type: ignore[no-untyped-def]
-    import trio
-
-    payload = payload_for(spec)
+async def _measure(send, recv, spec, payload, pipelined):  # type: ignore[no-untyped-def]
+    """The scenario ``spec["kind"]``, timed; ``pipelined(count, inflight)``
+    is the event loop's own (trio or asyncio), the rest is shared."""
     kind = spec["kind"]
-
-    async def pipelined(count: int, inflight: int) -> None:
-        slots = trio.Semaphore(inflight)
-
-        async def sender() -> None:
-            for _ in range(count):
-                await slots.acquire()
-                await send(payload)
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(sender)
-            for _ in range(count):
-                _check(await recv(), payload)
-                slots.release()
 
     async def one_way(count: int) -> None:
         for _ in range(count):
@@ -104,11 +89,32 @@ async def trio_workload(send, recv, spec):  # type: ignore[no-untyped-def]
     raise ValueError(kind)
 
 
+async def trio_workload(send, recv, spec):  # type: ignore[no-untyped-def]
+    import trio
+
+    payload = payload_for(spec)
+
+    async def pipelined(count: int, inflight: int) -> None:
+        slots = trio.Semaphore(inflight)
+
+        async def sender() -> None:
+            for _ in range(count):
+                await slots.acquire()
+                await send(payload)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sender)
+            for _ in range(count):
+                _check(await recv(), payload)
+                slots.release()
+
+    return await _measure(send, recv, spec, payload, pipelined)
+
+
 async def asyncio_workload(send, recv, spec):  # type: ignore[no-untyped-def]
     import asyncio
 
     payload = payload_for(spec)
-    kind = spec["kind"]
 
     async def pipelined(count: int, inflight: int) -> None:
         slots = asyncio.Semaphore(inflight)
@@ -127,33 +133,7 @@ async def asyncio_workload(send, recv, spec):  # type: ignore[no-untyped-def]
             task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
-    async def one_way(count: int) -> None:
-        for _ in range(count):
-            await send(payload)
-        await send(MARKER)
-        _check(await recv(), MARKER)
-
-    if kind == "echo":
-        await pipelined(spec["warmup"], spec["inflight"])
-        t0 = time.perf_counter()
-        await pipelined(spec["count"], spec["inflight"])
-        return {"elapsed": time.perf_counter() - t0}
-    if kind == "rtt":
-        await pipelined(spec["warmup"], 1)
-        lat = []
-        t0 = time.perf_counter()
-        for _ in range(spec["count"]):
-            s = time.perf_counter_ns()
-            await send(payload)
-            _check(await recv(), payload)
-            lat.append(time.perf_counter_ns() - s)
-        return {"elapsed": time.perf_counter() - t0, **_latency_summary(lat)}
-    if kind == "stream":
-        await one_way(spec["warmup"])
-        t0 = time.perf_counter()
-        await one_way(spec["count"])
-        return {"elapsed": time.perf_counter() - t0}
-    raise ValueError(kind)
+    return await _measure(send, recv, spec, payload, pipelined)
 
 
 # ------------------------------------------------------------- trio clients

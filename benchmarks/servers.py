@@ -56,10 +56,10 @@ def serve_wsstream(mode: str) -> None:
     trio.run(main)
 
 
-def serve_websockets_trio(mode: str) -> None:
-    import trio
+def _websockets_handler(mode: str):  # type: ignore[no-untyped-def]
+    """The handler for websockets' servers, trio and asyncio alike (the
+    same connection API: ``async for`` and ``send``)."""
     from websockets.exceptions import ConnectionClosed
-    from websockets.trio.server import serve
 
     async def echo(ws) -> None:  # type: ignore[no-untyped-def]
         try:
@@ -76,11 +76,20 @@ def serve_websockets_trio(mode: str) -> None:
         except ConnectionClosed:
             pass
 
+    return echo if mode == "echo" else sink
+
+
+def serve_websockets_trio(mode: str) -> None:
+    import trio
+    from websockets.trio.server import serve
+
+    handler = _websockets_handler(mode)
+
     async def main() -> None:
         async with trio.open_nursery() as nursery:
             server = await nursery.start(
                 lambda task_status: serve(
-                    echo if mode == "echo" else sink, 0, host="127.0.0.1",
+                    handler, 0, host="127.0.0.1",
                     compression=None, ping_interval=None, max_size=MAX_SIZE,
                     task_status=task_status,
                 )
@@ -211,26 +220,12 @@ def serve_websockets_asyncio(mode: str) -> None:
     import asyncio
 
     from websockets.asyncio.server import serve
-    from websockets.exceptions import ConnectionClosed
 
-    async def echo(ws) -> None:  # type: ignore[no-untyped-def]
-        try:
-            async for message in ws:
-                await ws.send(message)
-        except ConnectionClosed:
-            pass  # the benchmark client leaves without a closing handshake
-
-    async def sink(ws) -> None:  # type: ignore[no-untyped-def]
-        try:
-            async for message in ws:
-                if _is_marker(message):
-                    await ws.send(message)
-        except ConnectionClosed:
-            pass
+    handler = _websockets_handler(mode)
 
     async def main() -> None:
         async with serve(
-            echo if mode == "echo" else sink, "127.0.0.1", 0,
+            handler, "127.0.0.1", 0,
             compression=None, ping_interval=None, max_size=MAX_SIZE,
         ) as server:
             emit(f"PORT {server.sockets[0].getsockname()[1]}")
