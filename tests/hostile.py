@@ -12,16 +12,18 @@
 
 from __future__ import annotations
 
-import base64
 import logging
-import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import trio
 import trio.testing
 
+# client_request and new_key live in tests.peer (its client role uses them
+# too); they are re-exported here beside server_response.
 from tests.peer import accept_key
+from tests.peer import client_request as client_request
+from tests.peer import new_key as new_key
 
 
 class TrackedStream(trio.abc.HalfCloseableStream):
@@ -118,23 +120,6 @@ def count_tasks() -> int:
         )
 
     return walk(trio.lowlevel.current_root_task())
-
-
-def new_key() -> str:
-    return base64.b64encode(os.urandom(16)).decode()
-
-
-def client_request(key: str, path: str = "/", extra: Sequence[str] = ()) -> bytes:
-    lines = [
-        f"GET {path} HTTP/1.1",
-        "Host: test",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        f"Sec-WebSocket-Key: {key}",
-        "Sec-WebSocket-Version: 13",
-        *extra,
-    ]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
 def server_response(key: str, extra: Sequence[str] = ()) -> bytes:

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import os
 import struct
+from collections.abc import Sequence
 
 import trio
 
@@ -20,6 +21,23 @@ CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
 def accept_key(key: str) -> str:
     return base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
+
+
+def new_key() -> str:
+    return base64.b64encode(os.urandom(16)).decode()
+
+
+def client_request(key: str, path: str = "/", extra: Sequence[str] = ()) -> bytes:
+    lines = [
+        f"GET {path} HTTP/1.1",
+        "Host: test",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {key}",
+        "Sec-WebSocket-Version: 13",
+        *extra,
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
 def build_frame(
@@ -103,17 +121,9 @@ class Peer:
 
     async def handshake(self, path: str = "/", headers: dict[str, str] | None = None) -> str:
         """Send an opening request and read the response; returns the status line."""
-        key = base64.b64encode(os.urandom(16)).decode()
-        lines = [
-            f"GET {path} HTTP/1.1",
-            "Host: test",
-            "Upgrade: websocket",
-            "Connection: Upgrade",
-            f"Sec-WebSocket-Key: {key}",
-            "Sec-WebSocket-Version: 13",
-        ]
-        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
-        await self.stream.send_all(("\r\n".join(lines) + "\r\n\r\n").encode())
+        key = new_key()
+        extra = [f"{k}: {v}" for k, v in (headers or {}).items()]
+        await self.stream.send_all(client_request(key, path, extra))
         status, response = await self.read_http()
         if status.startswith("HTTP/1.1 101"):
             assert response["sec-websocket-accept"] == accept_key(key)
