@@ -1,0 +1,595 @@
+"""The protocol core: the data phase of one WebSocket connection, Sans-I/O.
+
+Theory of operation
+-------------------
+Bytes come in through :meth:`Core.receive_data` (copied into the core's own
+buffer, so the caller may reuse its buffer at once) and
+:meth:`Core.receive_eof`. :meth:`Core.parse` turns them into complete
+messages (``str`` for text, ``bytes`` for binary) in :attr:`Core.messages`,
+pong payloads in :attr:`Core.pongs`, and the replies the core decides on by
+itself (a Pong for each Ping, the Close echo) in :meth:`Core.data_to_send`.
+It never does more than it is allowed in one call: at most ``max_frames``
+frames and about ``max_bytes`` bytes of input (so one connection's input
+cannot hold the event loop for long, engine rule 4), and no new frame once
+the messages it completed reach ``max_decoded`` bytes (so decoded data
+waiting for the user stays bounded whatever the compression ratio, rule 3).
+It returns ``True`` when it stopped for a budget: call it again, after
+letting others run, before feeding more.
+
+Sending: :meth:`Core.send_text`, :meth:`Core.send_binary`,
+:meth:`Core.send_ping`, :meth:`Core.send_pong` and :meth:`Core.send_close`
+*return* the bytes to write (one or two chunks per frame: a large payload is
+not copied behind its header); what the core decides by itself waits in
+:meth:`Core.data_to_send`. When :attr:`Core.eof_wanted` becomes true, the
+transport should be ended once everything before it was written (a server
+after the closing handshake, either side after failing the connection).
+
+Limits: ``max_message_size`` counts decoded bytes (after decompression); a
+frame may carry deflate's overhead, so the wire size of a compressed
+message is checked against a slightly larger bound (:func:`wire_limit`).
+
+Large frames: a payload of :data:`BIG_FRAME` bytes or more that is not yet
+all there is read into one buffer of its exact size as it arrives (no
+growing buffer, no joins), and unmasked with one call.
+
+The lifecycle (:mod:`.lifecycle`) is the only record of how the connection
+stands and, in the end, how it ended.
+"""
+
+from __future__ import annotations
+
+import codecs
+import zlib
+
+from .deflate import DeflateParams, Deflater, Inflater, TooBig
+from .frames import (
+    BINARY,
+    CLOSE,
+    CONT,
+    MAX_CONTROL_PAYLOAD,
+    PING,
+    PONG,
+    TEXT,
+    apply_mask,
+    close_body,
+    frame,
+    parse_close,
+)
+from .lifecycle import Event, Lifecycle, Phase
+
+__all__ = ["BIG_FRAME", "Core", "wire_limit"]
+
+#: Payloads at least this long that are not complete yet are gathered in a
+#: buffer of their own size (see the module docstring).
+BIG_FRAME = 16 * 1024
+
+_OPEN = Phase.OPEN
+_LOCAL_CLOSING = Phase.LOCAL_CLOSING
+_utf8_decoder = codecs.getincrementaldecoder("utf-8")
+
+
+def wire_limit(max_message_size: int | None) -> int | None:
+    """The most bytes a compressed message may take on the wire.
+
+    Deflate can make incompressible data slightly larger: stored blocks
+    cost 5 bytes per 16-64 KiB, plus a few bytes per flush. 1/64 more and
+    1 KiB leaves room for any encoder while still refusing a frame that no
+    message within the limit could need.
+    """
+    if max_message_size is None:
+        return None
+    return max_message_size + (max_message_size >> 6) + 1024
+
+
+class Core:
+    """One connection's protocol state after the opening handshake."""
+
+    __slots__ = (
+        "_big",
+        "_big_fill",
+        "_big_head",
+        "_big_key",
+        "_buf",
+        "_client",
+        "_decoder",
+        "_deflater",
+        "_eof",
+        "_inflater",
+        "_max_size",
+        "_max_wire",
+        "_msg_compressed",
+        "_msg_opcode",
+        "_msg_size",
+        "_msg_wire",
+        "_out",
+        "_parts",
+        "eof_wanted",
+        "lifecycle",
+        "messages",
+        "pings_received",
+        "pongs",
+    )
+
+    def __init__(self, *, client: bool, max_message_size: int | None) -> None:
+        self._client = client
+        self._max_size = max_message_size
+        self._max_wire = wire_limit(max_message_size)
+        self.lifecycle = Lifecycle()
+        self._deflater: Deflater | None = None
+        self._inflater: Inflater | None = None
+        # Input not parsed yet; b"" (shared, immutable) while there is none,
+        # so an idle connection holds no buffer.
+        self._buf: bytes | bytearray = b""
+        self._eof = False
+        # A large payload being gathered: its buffer, bytes so far, the
+        # frame's first byte and masking key.
+        self._big: bytearray | None = None
+        self._big_fill = 0
+        self._big_head = 0
+        self._big_key = b""
+        # The fragmented message being assembled: its opcode (0: none),
+        # whether compressed, decoded and wire sizes, the pieces, and the
+        # UTF-8 decoder of a text message.
+        self._msg_opcode = 0
+        self._msg_compressed = False
+        self._msg_size = 0
+        self._msg_wire = 0
+        self._parts: list[bytes] | list[str] | None = None
+        self._decoder: codecs.IncrementalDecoder | None = None
+        self.messages: list[str | bytes] = []
+        self.pongs: list[bytes] = []
+        self.pings_received = 0
+        self._out: list[bytes] = []
+        self.eof_wanted = False
+
+    def open(self, deflate: DeflateParams | None, *, level: int = 6, mem_level: int = 5) -> None:
+        """The opening handshake succeeded with these deflate parameters."""
+        if deflate is not None:
+            self._deflater = Deflater(
+                deflate.local_max_window_bits, deflate.local_no_context_takeover,
+                level=level, mem_level=mem_level,
+            )
+            self._inflater = Inflater(
+                deflate.remote_max_window_bits, deflate.remote_no_context_takeover
+            )
+        self.lifecycle.handle(Event.OPENED)
+
+    # -- state -------------------------------------------------------------
+
+    @property
+    def phase(self) -> Phase:
+        return self.lifecycle.phase
+
+    @property
+    def is_open(self) -> bool:
+        return self.lifecycle.phase is _OPEN
+
+    @property
+    def accepts_input(self) -> bool:
+        """Whether received bytes still matter: not once the peer's Close
+        is in or the connection failed (later input is ignored)."""
+        phase = self.lifecycle.phase
+        return phase is _OPEN or phase is _LOCAL_CLOSING
+
+    @property
+    def compressing(self) -> bool:
+        return self._deflater is not None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not parsed yet."""
+        return len(self._buf) + self._big_fill
+
+    # -- input ---------------------------------------------------------------
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Take bytes from the network (copied; ``data`` may be reused)."""
+        if not data or not self.accepts_input:
+            return
+        big = self._big
+        if big is not None:
+            # Straight into the large payload's own buffer.
+            view = memoryview(data)
+            fill = self._big_fill
+            take = min(len(big) - fill, len(view))
+            big[fill : fill + take] = view[:take]
+            self._big_fill = fill + take
+            if take == len(view):
+                return
+            data = view[take:]
+        if self._buf:
+            self._buf += data
+        else:
+            self._buf = bytearray(data)
+
+    def receive_eof(self) -> None:
+        """The transport ended: no more bytes will come."""
+        self._eof = True
+
+    def parse(
+        self,
+        max_frames: int = 64,
+        max_bytes: int = 256 * 1024,
+        max_decoded: int | None = None,
+    ) -> bool:
+        """Parse what was received, within the budgets (module docstring).
+
+        Returns ``True`` if it stopped for a budget with input left to
+        parse, ``False`` once it needs more bytes (or will parse no more).
+        """
+        if self._big is not None:
+            if self._big_fill < len(self._big):
+                return self._end_of_input()
+            self._finish_big()
+        buf = self._buf
+        if not buf or not self.accepts_input:
+            return self._end_of_input()
+        pos = 0
+        end = len(buf)
+        frames = 0
+        decoded = 0
+        stopped = False
+        payload: bytes | memoryview = b""
+        with memoryview(buf) as view:
+            while True:
+                if end - pos < 2:
+                    break
+                if frames >= max_frames or pos >= max_bytes or (
+                    max_decoded is not None and decoded >= max_decoded
+                ):
+                    stopped = True
+                    break
+                head = buf[pos]
+                second = buf[pos + 1]
+                length = second & 0x7F
+                start = pos + 2
+                if length == 126:
+                    if end - pos < 4:
+                        break
+                    length = (buf[pos + 2] << 8) | buf[pos + 3]
+                    start = pos + 4
+                elif length == 127:
+                    if end - pos < 10:
+                        break
+                    length = int.from_bytes(view[pos + 2 : pos + 10], "big")
+                    start = pos + 10
+                masked = second & 0x80
+                if masked:
+                    start += 4
+                if start > end:
+                    break
+                # Checks every frame must pass (5.2, 5.5), before its payload.
+                problem = self._check(head, length, masked)
+                if problem:
+                    code, reason = problem
+                    self.fail(code, reason)
+                    break
+                stop = start + length
+                if stop > end:
+                    if length >= BIG_FRAME:
+                        self._start_big(head, view[start:end], length,
+                                        bytes(view[start - 4 : start]) if masked else b"")
+                        pos = end
+                    break
+                if masked:
+                    payload = apply_mask(
+                        view[start:stop], bytes(view[start - 4 : start])
+                    )
+                else:
+                    payload = view[start:stop]
+                pos = stop
+                frames += 1
+                opcode = head & 0x0F
+                if (
+                    head & 0xF0 == 0x80
+                    and 0 < opcode < 3  # TEXT or BINARY
+                    and not self._msg_opcode
+                ):
+                    # The common case: a whole, uncompressed message in one
+                    # frame (size already checked by _check).
+                    if opcode == TEXT:
+                        try:
+                            self.messages.append(str(payload, "utf-8"))
+                        except UnicodeDecodeError:
+                            self.fail(1007, "invalid UTF-8 in a text message")
+                            break
+                    else:
+                        self.messages.append(
+                            payload if type(payload) is bytes else bytes(payload)
+                        )
+                    decoded += length
+                else:
+                    decoded += self._frame(head, payload)
+                    if not self.accepts_input:
+                        break
+            # No view of the buffer may outlive the loop: it could not be
+            # resized (BufferError) while one exists.
+            payload = b""
+        if self._buf is not buf:
+            pass  # failed or closed: _discard_input replaced it
+        elif pos >= end:
+            self._buf = b""
+        elif pos:
+            del buf[:pos]  # type: ignore[union-attr]  # non-empty: a bytearray
+        if stopped:
+            return True
+        if self._big is not None and self._big_fill == len(self._big):
+            return True  # a large payload completed by this very input
+        return self._end_of_input()
+
+    def _end_of_input(self) -> bool:
+        if self._eof and self.lifecycle.phase is not Phase.REMOTE_CLOSING:
+            self._discard_input()
+            self.lifecycle.handle(Event.TRANSPORT_ENDED)
+        return False
+
+    def _check(self, head: int, length: int, masked: int) -> tuple[int, str] | None:
+        """Why a frame header is not acceptable here, as (code, reason)."""
+        opcode = head & 0x0F
+        if bool(masked) == self._client:
+            # 5.1: clients mask every frame, servers none.
+            return 1002, ("a masked frame from the server" if self._client
+                          else "an unmasked frame from the client")
+        if head & 0x30 or (head & 0x40 and (
+            self._inflater is None or opcode == CONT or opcode >= CLOSE
+        )):
+            return 1002, "reserved bits set"  # 5.2; RSV1 is deflate's (7692 6)
+        if opcode >= CLOSE:
+            if opcode > PONG:
+                return 1002, f"reserved opcode {opcode}"
+            if not head & 0x80:
+                return 1002, "a fragmented control frame"
+            if length > MAX_CONTROL_PAYLOAD:
+                return 1002, "a control frame over 125 bytes"
+            return None
+        if opcode > BINARY:
+            return 1002, f"reserved opcode {opcode}"
+        if length >> 63:
+            return 1002, "a frame length with the most significant bit set"
+        if opcode == CONT:
+            if not self._msg_opcode:
+                return 1002, "a continuation frame outside a message"
+            compressed = self._msg_compressed
+        else:
+            if self._msg_opcode:
+                return 1002, "a new message before the previous one ended"
+            compressed = bool(head & 0x40)
+        if compressed:
+            limit = self._max_wire
+            so_far = self._msg_wire if opcode == CONT else 0
+        else:
+            limit = self._max_size
+            so_far = self._msg_size if opcode == CONT else 0
+        if limit is not None and so_far + length > limit:
+            return 1009, f"message over {self._max_size} bytes"
+        return None
+
+    def _start_big(self, head: int, part: memoryview, length: int, key: bytes) -> None:
+        big = bytearray(length)
+        big[: len(part)] = part
+        self._big = big
+        self._big_fill = len(part)
+        self._big_head = head
+        self._big_key = key
+
+    def _finish_big(self) -> None:
+        big = self._big
+        assert big is not None
+        self._big = None
+        self._big_fill = 0
+        key = self._big_key
+        payload: bytes | bytearray = apply_mask(big, key) if key else big
+        self._big_key = b""
+        self._frame(self._big_head, payload)
+
+    def _frame(self, head: int, payload: bytes | bytearray | memoryview) -> int:
+        """Everything but a whole uncompressed message; returns the decoded
+        bytes it added to messages (for the decode budget)."""
+        opcode = head & 0x0F
+        fin = head & 0x80
+        if opcode >= CLOSE:
+            self._control(opcode, payload)
+            return 0
+        if opcode != CONT:
+            self._msg_opcode = opcode
+            self._msg_compressed = bool(head & 0x40)
+            self._msg_size = 0
+            self._msg_wire = 0
+        opcode = self._msg_opcode
+        self._msg_wire += len(payload)
+        data: bytes | bytearray | memoryview = payload
+        if self._msg_compressed:
+            assert self._inflater is not None
+            room = None if self._max_size is None else self._max_size - self._msg_size
+            try:
+                data = self._inflater.feed(payload, bool(fin), room)
+            except TooBig:
+                self.fail(1009, f"message over {self._max_size} bytes")
+                return 0
+            except zlib.error:
+                self.fail(1007, "invalid compressed data")
+                return 0
+        size = len(data)
+        self._msg_size += size
+        if fin and self._parts is None:
+            # A whole message in one frame (compressed, or a large one).
+            self._msg_opcode = 0
+            if opcode == TEXT:
+                try:
+                    self.messages.append(str(data, "utf-8"))
+                except UnicodeDecodeError:
+                    self.fail(1007, "invalid UTF-8 in a text message")
+                    return 0
+            else:
+                self.messages.append(data if type(data) is bytes else bytes(data))
+            return size
+        if opcode == TEXT:
+            decoder = self._decoder
+            if decoder is None:
+                decoder = self._decoder = _utf8_decoder()
+                self._parts = []
+            try:
+                # Fails as soon as the bytes cannot begin valid UTF-8, not
+                # at the end of the message.
+                piece = decoder.decode(data, bool(fin))
+            except UnicodeDecodeError:
+                self.fail(1007, "invalid UTF-8 in a text message")
+                return 0
+            if piece:
+                self._parts.append(piece)  # type: ignore[union-attr, arg-type]
+        else:
+            if self._parts is None:
+                self._parts = []
+            self._parts.append(data if type(data) is bytes else bytes(data))  # type: ignore[arg-type]
+        if not fin:
+            return size
+        parts = self._parts
+        self._parts = None
+        self._decoder = None
+        self._msg_opcode = 0
+        assert parts is not None
+        if opcode == TEXT:
+            self.messages.append("".join(parts))  # type: ignore[arg-type]
+        else:
+            self.messages.append(b"".join(parts))  # type: ignore[arg-type]
+        return size
+
+    def _control(self, opcode: int, payload: bytes | bytearray | memoryview) -> None:
+        if opcode == PING:
+            self.pings_received += 1
+            if self.lifecycle.phase is _OPEN:
+                self._out.extend(frame(0x80 | PONG, payload, self._client))
+        elif opcode == PONG:
+            self.pongs.append(bytes(payload))
+        else:
+            try:
+                code, reason = parse_close(bytes(payload))
+            except UnicodeDecodeError:
+                self.fail(1007, "invalid UTF-8 in a Close reason")
+                return
+            except ValueError as exc:
+                self.fail(1002, str(exc))
+                return
+            self._close_received(code, reason)
+
+    def _close_received(self, code: int, reason: str) -> None:
+        lifecycle = self.lifecycle
+        was = lifecycle.phase
+        # A message cut by the Close is dropped (control frames may come
+        # between fragments, 5.4; the message will never end).
+        self._drop_message()
+        lifecycle.handle(Event.RECV_CLOSE, code=code, reason=reason)
+        if was is _OPEN:
+            # The echo (5.5.1), with the code received, as is customary.
+            echo = None if code == 1005 else code
+            self._out.extend(frame(0x80 | CLOSE, close_body(echo, reason), self._client))
+            lifecycle.handle(Event.SEND_CLOSE, code=code, reason=reason)
+        if not self._client:
+            # 7.1.1: the server closes the TCP connection first.
+            self.eof_wanted = True
+        self._discard_input()
+
+    def _drop_message(self) -> None:
+        self._msg_opcode = 0
+        self._parts = None
+        self._decoder = None
+
+    def _discard_input(self) -> None:
+        self._buf = b""
+        self._big = None
+        self._big_fill = 0
+
+    # -- output --------------------------------------------------------------
+
+    def data_to_send(self) -> list[bytes]:
+        """What the core decided to send by itself (pongs, the Close echo,
+        a failure's Close), in order; empties the list."""
+        out = self._out
+        if out:
+            self._out = []
+        return out
+
+    def take_messages(self) -> list[str | bytes]:
+        """The complete messages parsed since the last call, in order."""
+        messages = self.messages
+        if messages:
+            self.messages = []
+        return messages
+
+    def take_pongs(self) -> list[bytes]:
+        pongs = self.pongs
+        if pongs:
+            self.pongs = []
+        return pongs
+
+    def send_text(self, data: bytes | bytearray | memoryview) -> tuple[bytes, ...]:
+        """A text message (``data`` is its UTF-8) as chunks to write."""
+        return self._message(TEXT, data)
+
+    def send_binary(self, data: bytes | bytearray | memoryview) -> tuple[bytes, ...]:
+        """A binary message as chunks to write."""
+        return self._message(BINARY, data)
+
+    def _message(self, opcode: int, data: bytes | bytearray | memoryview) -> tuple[bytes, ...]:
+        if self.lifecycle.phase is not _OPEN:
+            raise RuntimeError(f"cannot send a message: the connection is {self.phase.value}")
+        deflater = self._deflater
+        if deflater is not None:
+            return frame(0xC0 | opcode, deflater.compress(data), self._client)
+        return frame(0x80 | opcode, data, self._client)
+
+    def send_ping(self, payload: bytes) -> tuple[bytes, ...]:
+        if self.lifecycle.phase is not _OPEN:
+            raise RuntimeError(f"cannot send a ping: the connection is {self.phase.value}")
+        return frame(0x80 | PING, payload, self._client)
+
+    def send_pong(self, payload: bytes) -> tuple[bytes, ...]:
+        if self.lifecycle.phase is not _OPEN:
+            raise RuntimeError(f"cannot send a pong: the connection is {self.phase.value}")
+        return frame(0x80 | PONG, payload, self._client)
+
+    def send_close(self, code: int | None, reason: str = "") -> tuple[bytes, ...]:
+        """Start the closing handshake (7.1.2): the Close frame to write, or
+        nothing if a Close was already sent or received."""
+        if self.lifecycle.phase is not _OPEN:
+            return ()
+        chunks = frame(0x80 | CLOSE, close_body(code, reason), self._client)
+        self.lifecycle.handle(
+            Event.SEND_CLOSE, code=1005 if code is None else code, reason=reason
+        )
+        return chunks
+
+    def fail(self, code: int, reason: str = "") -> None:
+        """Fail the connection (7.1.7): a Close with ``code`` if none was sent
+        (none for 1006), no more parsing, and the transport ended after it."""
+        lifecycle = self.lifecycle
+        if lifecycle.phase in (Phase.CONNECTING, Phase.CLOSED, Phase.ENDED):
+            return
+        if lifecycle.close_sent is None and code != 1006:
+            self._out.extend(frame(0x80 | CLOSE, close_body(code, reason), self._client))
+        lifecycle.handle(Event.FAIL, code=code, reason=reason)
+        self.eof_wanted = True
+        self._drop_message()
+        self._discard_input()
+
+    # -- the engine's part of the lifecycle -------------------------------------
+
+    def writes_settled(self, all_written: bool) -> None:
+        """After the peer's Close came first: were all our messages written
+        when it arrived? Decides whether the close is clean."""
+        self.lifecycle.handle(Event.WRITES_CONFIRMED if all_written else Event.WRITES_DROPPED)
+        if self._eof:
+            self._end_of_input()
+
+    def abort(self, error: object = None) -> None:
+        """The engine stopped the connection (``error``: its reason, kept
+        as the verdict's error if nothing was decided before)."""
+        self._discard_input()
+        self.lifecycle.handle(Event.ABORT, error=error)
+
+    @property
+    def allocated(self) -> int:
+        """How many zlib contexts exist now (0-2), for memory tests."""
+        return sum(
+            1 for z in (self._deflater, self._inflater) if z is not None and z.allocated
+        )

@@ -1,0 +1,175 @@
+"""permessage-deflate (RFC 7692) with zlib, for the protocol core.
+
+The negotiation itself happens in the opening handshake; what comes out of
+it is a :class:`DeflateParams`, read from the accepted
+``Sec-WebSocket-Extensions`` value. From it each connection has a
+:class:`Deflater` (ours) and an :class:`Inflater` (the peer's).
+
+Memory: zlib's contexts are the largest part of a connection (a compressor
+with a 4 KiB window and memLevel 5 is about 36 KiB, a decompressor with
+the peer's 32 KiB window about 40 KiB), so neither is made before the first
+message that needs it, and with ``no_context_takeover`` each is dropped
+after every message.
+
+Decompression is bounded (RFC 7692 8.1's "limit the size of the
+decompressed data"): the inflater never produces more than its caller asks,
+so a small frame cannot expand past ``max_message_size``.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+__all__ = ["EMPTY_BLOCK", "DeflateParams", "Deflater", "Inflater", "TooBig"]
+
+#: What a sync flush ends with, removed by the sender and put back by the
+#: receiver (7.2.1, 7.2.2).
+EMPTY_BLOCK = b"\x00\x00\xff\xff"
+
+
+class TooBig(Exception):
+    """A compressed message decompresses to more than it may."""
+
+
+class DeflateParams:
+    """What one side uses: our compressor's and the peer's window, and
+    whether each side resets its context after every message."""
+
+    __slots__ = (
+        "local_max_window_bits",
+        "local_no_context_takeover",
+        "remote_max_window_bits",
+        "remote_no_context_takeover",
+    )
+
+    def __init__(
+        self,
+        *,
+        local_max_window_bits: int = 15,
+        remote_max_window_bits: int = 15,
+        local_no_context_takeover: bool = False,
+        remote_no_context_takeover: bool = False,
+    ) -> None:
+        self.local_max_window_bits = local_max_window_bits
+        self.remote_max_window_bits = remote_max_window_bits
+        self.local_no_context_takeover = local_no_context_takeover
+        self.remote_no_context_takeover = remote_no_context_takeover
+
+    @classmethod
+    def from_header(cls, value: str, *, client: bool) -> DeflateParams | None:
+        """The parameters of the accepted ``permessage-deflate`` in a 101's
+        ``Sec-WebSocket-Extensions`` value (the handshake checked it); ``None``
+        when it is not there. ``client``: which side we are (the server's
+        parameters are ours on a server and the peer's on a client)."""
+        for extension in value.split(","):
+            name, *params = (part.strip() for part in extension.split(";"))
+            if name.lower() != "permessage-deflate":
+                continue
+            settings: dict[str, str | None] = {}
+            for param in params:
+                key, _, raw = param.partition("=")
+                settings[key.strip().lower()] = raw.strip().strip('"') or None
+            ours, theirs = ("client", "server") if client else ("server", "client")
+            return cls(
+                local_max_window_bits=_window(settings.get(f"{ours}_max_window_bits")),
+                remote_max_window_bits=_window(settings.get(f"{theirs}_max_window_bits")),
+                local_no_context_takeover=f"{ours}_no_context_takeover" in settings,
+                remote_no_context_takeover=f"{theirs}_no_context_takeover" in settings,
+            )
+        return None
+
+    def __repr__(self) -> str:
+        return (
+            f"DeflateParams(local={self.local_max_window_bits}"
+            f"{'/nct' if self.local_no_context_takeover else ''}, "
+            f"remote={self.remote_max_window_bits}"
+            f"{'/nct' if self.remote_no_context_takeover else ''})"
+        )
+
+
+def _window(value: str | None) -> int:
+    # A bare client_max_window_bits in a response does not occur (7.1.2.2);
+    # absent means the default, 15.
+    if value is None:
+        return 15
+    bits = int(value)
+    # zlib cannot make a raw deflate stream with an 8-bit window: 9 is the
+    # smallest it honours, and a 9-bit window reads any 8-bit stream.
+    return max(bits, 9)
+
+
+class Deflater:
+    """Our side's compressor: one message in, its compressed payload out."""
+
+    __slots__ = ("_compressor", "_level", "_mem_level", "_reset", "_wbits")
+
+    def __init__(
+        self, window_bits: int, no_context_takeover: bool, *, level: int = 6, mem_level: int = 5
+    ) -> None:
+        self._wbits = window_bits
+        self._reset = no_context_takeover
+        self._level = level
+        self._mem_level = mem_level
+        self._compressor: zlib._Compress | None = None  # made by the first message
+
+    def compress(self, data: bytes | bytearray | memoryview) -> bytes:
+        compressor = self._compressor
+        if compressor is None:
+            compressor = zlib.compressobj(
+                self._level, zlib.DEFLATED, -self._wbits, self._mem_level
+            )
+        out = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        # Without context takeover the next message starts afresh; the
+        # context is not kept in between (memory, see the module docstring).
+        self._compressor = None if self._reset else compressor
+        if out.endswith(EMPTY_BLOCK):
+            return out[:-4]
+        return out  # pragma: no cover - zlib's sync flush always ends so
+
+    @property
+    def allocated(self) -> bool:
+        return self._compressor is not None
+
+
+class Inflater:
+    """The peer's side: the frames of one compressed message in, its data
+    out, never more than the caller allows."""
+
+    __slots__ = ("_decompressor", "_reset", "_wbits")
+
+    def __init__(self, window_bits: int, no_context_takeover: bool) -> None:
+        self._wbits = window_bits
+        self._reset = no_context_takeover
+        self._decompressor: zlib._Decompress | None = None
+
+    def feed(self, data: bytes | bytearray | memoryview, fin: bool, room: int | None) -> bytes:
+        """Decompress one frame's payload; ``fin`` for a message's last.
+
+        Returns the data, at most ``room`` bytes (``None``: no bound).
+        Raises :class:`TooBig` if the frame would give more (the caller
+        fails the connection with 1009; nothing past ``room + 1`` bytes is
+        ever produced) and :class:`zlib.error` for data that is not a valid
+        deflate stream (1007).
+        """
+        decompressor = self._decompressor
+        if decompressor is None:
+            decompressor = self._decompressor = zlib.decompressobj(-self._wbits)
+        # zlib's max_length 0 means no bound.
+        limit = 0 if room is None else room + 1
+        out = decompressor.decompress(data, limit) if data else b""
+        if room is not None and len(out) > room:
+            raise TooBig
+        if fin:
+            rest = 0 if room is None else limit - len(out)
+            tail = decompressor.decompress(EMPTY_BLOCK, rest)
+            if tail:
+                out += tail
+                if room is not None and len(out) > room:
+                    raise TooBig
+            if self._reset:
+                self._decompressor = None
+        return out
+
+    @property
+    def allocated(self) -> bool:
+        return self._decompressor is not None

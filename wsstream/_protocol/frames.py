@@ -1,0 +1,155 @@
+"""Frames on the wire (RFC 6455 5.2): opcodes, headers, masking, Close bodies.
+
+Incoming frames are parsed by :mod:`wsstream._protocol.core`, which reads
+headers inline for speed; this module holds what both directions share and
+the serialisation of outgoing frames.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import sys
+import threading
+from collections.abc import Callable
+
+from .._websockets import c_apply_mask
+
+__all__ = [
+    "BINARY",
+    "CLOSE",
+    "CONT",
+    "PING",
+    "PONG",
+    "SPLIT_PAYLOAD",
+    "TEXT",
+    "apply_mask",
+    "close_body",
+    "frame",
+    "parse_close",
+    "py_apply_mask",
+    "valid_close_code",
+]
+
+CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+
+#: Largest payload of a control frame (5.5).
+MAX_CONTROL_PAYLOAD = 125
+
+#: Frames whose payload is at least this long go out as two chunks, header
+#: and payload, which the engine writes with one ``writev``: no copy of the
+#: payload behind the header. Shorter ones are one chunk (one small copy,
+#: fewer buffers to gather).
+SPLIT_PAYLOAD = 16 * 1024
+
+
+def py_apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
+    """XOR ``data`` with the 4-byte ``mask`` repeated (5.3), in pure Python.
+
+    One big-integer XOR over the whole payload: a few microseconds per KiB,
+    against a byte loop's hundreds. The fallback when websockets' C routine
+    is missing, and the reference it is tested against.
+    """
+    n = len(data)
+    if not n:
+        return b""
+    order = sys.byteorder
+    repeated = mask * (n >> 2) + mask[: n & 3]
+    value = int.from_bytes(data, order) ^ int.from_bytes(repeated, order)
+    return value.to_bytes(n, order)
+
+
+#: ``apply_mask(data, mask) -> bytes``: websockets' C routine when present.
+apply_mask: Callable[[bytes | bytearray | memoryview, bytes], bytes] = (
+    c_apply_mask if c_apply_mask is not None else py_apply_mask
+)
+
+
+class _MaskKeys(threading.local):
+    """Masking keys for client frames, cut from one ``os.urandom`` call per
+    1,024 frames rather than one system call per frame. Every key is fresh
+    bytes from the system's strong source and none is used twice, which is
+    what 5.3 asks of them ("unpredictable", from a strong source)."""
+
+    SIZE = 4096
+
+    def __init__(self) -> None:
+        self.pool = b""
+        self.offset = self.SIZE
+
+    def take(self) -> bytes:
+        offset = self.offset
+        if offset >= self.SIZE:
+            self.pool = os.urandom(self.SIZE)
+            offset = 0
+        self.offset = offset + 4
+        return self.pool[offset : offset + 4]
+
+
+_mask_keys = _MaskKeys()
+_pack_short = struct.Struct("!BB").pack
+_pack_medium = struct.Struct("!BBH").pack
+_pack_long = struct.Struct("!BBQ").pack
+
+
+def frame(
+    head: int, payload: bytes | bytearray | memoryview, mask: bool
+) -> tuple[bytes] | tuple[bytes, bytes]:
+    """One frame as one chunk, or as header and payload when the payload is
+    large (:data:`SPLIT_PAYLOAD`).
+
+    ``head`` is the first byte (FIN, RSV1-3, opcode). A client's payload is
+    masked with a fresh key (a new buffer, so the caller's is untouched); a
+    server's is sent as it is when it is ``bytes`` (immutable), else copied
+    once, since a caller may reuse its buffer as soon as ``send()`` returns.
+    """
+    length = len(payload)
+    bit = 0x80 if mask else 0
+    if length < 126:
+        header = _pack_short(head, bit | length)
+    elif length < 65536:
+        header = _pack_medium(head, bit | 126, length)
+    else:
+        header = _pack_long(head, bit | 127, length)
+    data: bytes
+    if mask:
+        key = _mask_keys.take()
+        header += key
+        data = apply_mask(payload, key)
+    elif type(payload) is bytes:
+        data = payload
+    else:
+        data = bytes(payload)
+    if length < SPLIT_PAYLOAD:
+        return (header + data,)
+    return (header, data)
+
+
+def valid_close_code(code: int) -> bool:
+    """Whether a received Close may carry ``code`` (7.4.1, 7.4.2, and the
+    IANA registry's 1012-1014): 1004-1006, 1015 and 1016-2999 are not."""
+    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
+
+
+def close_body(code: int | None, reason: str) -> bytes:
+    """The payload of a Close frame (5.5.1); ``None`` gives an empty one."""
+    if code is None:
+        return b""
+    return code.to_bytes(2, "big") + reason.encode()
+
+
+def parse_close(payload: bytes) -> tuple[int, str]:
+    """(code, reason) of a received Close's payload; 1005 when it has none.
+
+    Raises :class:`ValueError` for a one-byte payload or a code no peer may
+    send (the connection then fails with 1002) and
+    :class:`UnicodeDecodeError` for a reason that is not UTF-8 (1007).
+    """
+    if not payload:
+        return 1005, ""
+    if len(payload) == 1:
+        raise ValueError("a Close frame's payload of one byte")
+    code = int.from_bytes(payload[:2], "big")
+    if not valid_close_code(code):
+        raise ValueError(f"invalid close code {code}")
+    return code, payload[2:].decode()
