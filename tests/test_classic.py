@@ -511,7 +511,7 @@ async def test_a_failure_we_detect_gives_error_with_its_code_then_close_1006() -
     async with open_memory_client() as (ws, peer):
         await peer.send(TEXT, b"\xff")
         code, reason = await peer.expect_close()
-        assert (code, reason.startswith("invalid start byte")) == (1007, True)
+        assert (code, reason) == (1007, "invalid UTF-8: invalid start byte")
         await peer.send_close(1007)
         await peer.stream.aclose()
         error, close = await all_events(ws)

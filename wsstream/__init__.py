@@ -17,9 +17,9 @@ from ._classic import (
     WebSocket,
     WebSocketEvent,
 )
-from ._connection import CloseInfo, Statistics
 from ._errors import AbortError, HandshakeError, InvalidStateError, WebSocketError
 from ._http import Headers, Request, Response
+from ._options import CloseInfo, Statistics
 from ._server import serve, serve_stream
 from ._stream import WebSocketStream
 from ._version import __version__

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import trio
 
+from ._engine.connection import Connection
 from ._errors import RESERVED_CODES, WebSocketError
 
-if TYPE_CHECKING:
-    from ._connection import Connection
-
-__all__ = ["OpenInfo", "Readable", "Writable", "Message", "close_args_from_reason"]
+__all__ = ["Message", "OpenInfo", "Readable", "Writable", "close_args_from_reason", "open_info"]
 
 #: What the readable gives: ``str`` for a text message, ``bytes`` for binary.
 Message = str | bytes
@@ -163,3 +161,8 @@ class OpenInfo(NamedTuple):
     writable: Writable
     extensions: str
     protocol: str
+
+
+def open_info(conn: Connection) -> OpenInfo:
+    """What ``opened`` gives for ``conn``, once its handshake succeeded."""
+    return OpenInfo(Readable(conn), Writable(conn), conn.extensions, conn.subprotocol)

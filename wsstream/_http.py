@@ -98,11 +98,17 @@ class Request:
     """The client's opening handshake request, as the server received it.
 
     ``path`` is the request target, query included (``"/chat?room=1"``);
-    ``headers`` the request's :class:`Headers`.
+    ``headers`` the request's :class:`Headers`; ``method`` is always
+    ``"GET"`` for a request that reaches the hooks (others are refused with
+    405 first); ``remote_address`` is the peer's address as the socket
+    gives it (the same value as ``wss.remote_address``; ``None`` when the
+    stream has no socket).
     """
 
     path: str
     headers: Headers = attrs.field(converter=_to_headers, factory=Headers)
+    method: str = "GET"
+    remote_address: object = None
 
 
 @attrs.frozen

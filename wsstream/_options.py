@@ -1,16 +1,13 @@
-"""Values: connection options, the close outcome, statistics, server hooks."""
+"""Values: connection options, the close outcome, statistics."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Sequence
 from typing import NamedTuple
 
 import attrs
 
-from ._http import Headers, Request, Response
-
-__all__ = ["CloseInfo", "Options", "ServerHooks", "Statistics"]
+__all__ = ["CloseInfo", "Options", "Statistics"]
 
 
 class CloseInfo(NamedTuple):
@@ -84,12 +81,3 @@ class Options:
                 raise ValueError("max_message_size must be positive")
         if self.compression not in ("deflate", None):
             raise ValueError(f"compression must be 'deflate' or None, not {self.compression!r}")
-
-
-@attrs.frozen
-class ServerHooks:
-    """What the server side does with the client's request."""
-
-    select_subprotocol: Callable[[Request, Sequence[str]], str | None]
-    process_request: Callable[[Request], Awaitable[Response | None]]
-    response_headers: Headers

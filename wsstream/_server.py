@@ -11,9 +11,11 @@ from typing import Any, NoReturn
 import attrs
 import trio
 
-from ._connection import RUN_TASK_NAME, Connection, Options, ServerHooks
-from ._core import Core
+from ._channels import open_info
+from ._engine.connection import RUN_TASK_NAME, Connection
+from ._handshake import ServerHandshake, ServerHooks
 from ._http import Headers, HeadersLike, Request, Response
+from ._options import Options
 from ._stream import WebSocketStream
 from ._version import __version__
 
@@ -33,7 +35,6 @@ class _Config:
     handler: Handler
     options: Options
     hooks: ServerHooks
-    origins: Sequence[str | None] | None
     secure: bool
 
 
@@ -82,9 +83,9 @@ def _config(
         handler=handler,
         options=options,
         hooks=ServerHooks(
-            select_subprotocol=select, process_request=process, response_headers=Headers(headers)
+            select_subprotocol=select, process_request=process, response_headers=Headers(headers),
+            origins=None if origins is None else list(origins), compression=options.compression,
         ),
-        origins=None if origins is None else list(origins),
         secure=secure,
     )
 
@@ -101,12 +102,7 @@ async def _serve_connection(
     options = config.options
     scope: trio.CancelScope | None = None
     try:
-        core = Core.server(
-            compression=options.compression,
-            max_message_size=options.max_message_size,
-            origins=config.origins,
-        )
-        conn = Connection(core, options, stream=stream, server=config.hooks)
+        conn = Connection(ServerHandshake(config.hooks), options, open_info, stream=stream)
         async with trio.open_nursery() as nursery:
             if server is not None:
                 # The nursery's own scope is the shield (one scope less per
@@ -120,7 +116,7 @@ async def _serve_connection(
             except trio.BrokenResourceError as exc:
                 _log.debug("connection %s: handshake failed: %s", conn.id, exc)
                 return
-            request = core.request
+            request = conn.request
             assert request is not None
             # A scan, not a lookup: the index of the headers is built lazily.
             host = next(
@@ -136,7 +132,7 @@ async def _serve_connection(
             try:
                 await config.handler(wss)
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                if conn.core.is_open:
+                if conn.is_open:
                     _log.exception("connection %s: the handler raised; closing with 1011", conn.id)
                     code = 1011
                 else:

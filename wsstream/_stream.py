@@ -9,11 +9,13 @@ from typing import Any
 
 import trio
 
-from ._channels import OpenInfo
-from ._connection import RUN_TASK_NAME, CloseInfo, Connection, Options, Statistics
-from ._core import Core
+from ._channels import OpenInfo, open_info
+from ._engine.connection import RUN_TASK_NAME, Connection
+from ._engine.transport import peer_address
 from ._errors import AbortError, InvalidStateError, check_close_args
+from ._handshake import ClientHandshake
 from ._http import Headers, HeadersLike, Request
+from ._options import CloseInfo, Options, Statistics
 from ._promise import Promise
 from ._url import WebSocketURL, check_protocols, parse_url
 from ._version import __version__
@@ -149,11 +151,10 @@ class WebSocketStream:
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
         )
-        core = Core.client(
+        handshake = ClientHandshake(
             url_value,
             subprotocols=subprotocols,
             compression=compression,
-            max_message_size=max_message_size,
             origin=origin,
             headers=Headers(headers),
             user_agent=user_agent,
@@ -165,7 +166,9 @@ class WebSocketStream:
 
             return await open_stream(url_value, context)
 
-        self._conn = Connection(core, options, stream=stream, connect=None if stream else connect)
+        self._conn = Connection(
+            handshake, options, open_info, stream=stream, connect=None if stream else connect
+        )
         self._signal = signal
         self._server_side = False
         self._request: Request | None = None
@@ -238,7 +241,7 @@ class WebSocketStream:
     @property
     def remote_address(self) -> object:
         """The peer's address as the socket reports it; ``None`` if unknown."""
-        return _peer_address(self._conn.stream)
+        return peer_address(self._conn.stream)
 
     @property
     def latency(self) -> float | None:
@@ -309,15 +312,3 @@ def _is_cancel(exc: BaseException) -> bool:
     if isinstance(exc, BaseExceptionGroup):
         return any(_is_cancel(e) for e in exc.exceptions)
     return False
-
-
-def _peer_address(stream: object) -> object:
-    while stream is not None:
-        sock = getattr(stream, "socket", None)
-        if sock is not None:
-            try:
-                return sock.getpeername()
-            except OSError:
-                return None
-        stream = getattr(stream, "transport_stream", None)
-    return None

@@ -162,7 +162,7 @@ def test_invalid_utf8_fails_at_the_frame_that_holds_it() -> None:
     core = server()
     core.receive_data(build(TEXT, b"ok", fin=False) + build(CONT, b"\xed\xa0\x80", fin=False))
     core.parse()
-    assert core.lifecycle.failure == (1007, "invalid UTF-8 in a text message")
+    assert core.lifecycle.failure == (1007, "invalid UTF-8: invalid continuation byte")
 
 
 def test_too_big_is_refused_from_the_header_alone() -> None:
@@ -348,3 +348,44 @@ def test_negotiated_parameters_are_read_from_the_response_header() -> None:
     assert theirs is not None
     assert (theirs.local_max_window_bits, theirs.remote_max_window_bits) == (15, 10)
     assert DeflateParams.from_header("x-other", client=True) is None
+
+
+def test_client_frames_are_masked_with_a_fresh_key_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Keys are cut from a pool of os.urandom bytes (one system call per
+    # 1,024 frames). A counting urandom makes every byte of every pool
+    # distinct, so a key used twice would show; 2,500 frames cross the
+    # refill twice.
+    from wsstream._protocol import frames
+
+    calls: list[int] = []
+
+    def urandom(n: int) -> bytes:
+        calls.append(n)
+        start = len(calls) * 10**6
+        return b"".join((start + i).to_bytes(4, "big") for i in range(n // 4))
+
+    monkeypatch.setattr(frames.os, "urandom", urandom)
+    monkeypatch.setattr(frames._mask_keys, "offset", frames._MaskKeys.SIZE)
+    sender = client()
+    receiver = server()
+    payloads = [i.to_bytes(4, "big") * (i % 40) for i in range(2500)]
+    keys = set()
+    for payload in payloads:
+        (data,) = sender.send_binary(payload)
+        assert data[0] == 0x82 and data[1] & 0x80
+        start = 4 if data[1] & 0x7F == 126 else 2
+        keys.add(data[start : start + 4])
+        receiver.receive_data(data)
+        receiver.parse()
+    assert len(keys) == len(payloads)
+    assert calls == [4096] * 3
+    assert receiver.take_messages() == payloads
+
+
+def test_a_mutable_buffer_is_copied_when_sent() -> None:
+    big = bytearray(bytes(range(256)) * 256)
+    header, payload = server().send_binary(big)
+    big[:4] = b"XXXX"
+    assert payload[:4] == bytes(range(4))

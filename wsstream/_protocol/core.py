@@ -234,12 +234,15 @@ class Core:
             while True:
                 if end - pos < 2:
                     break
-                if frames >= max_frames or pos >= max_bytes or (
-                    max_decoded is not None and decoded >= max_decoded
-                ):
+                if frames >= max_frames or pos >= max_bytes:
                     stopped = True
                     break
                 head = buf[pos]
+                if max_decoded is not None and decoded >= max_decoded and head & 0x0F < CLOSE:
+                    # No more message data now; control frames right behind
+                    # (a ping) are still answered.
+                    stopped = True
+                    break
                 second = buf[pos + 1]
                 length = second & 0x7F
                 start = pos + 2
@@ -290,8 +293,8 @@ class Core:
                     if opcode == TEXT:
                         try:
                             self.messages.append(str(payload, "utf-8"))
-                        except UnicodeDecodeError:
-                            self.fail(1007, "invalid UTF-8 in a text message")
+                        except UnicodeDecodeError as exc:
+                            self.fail(1007, f"invalid UTF-8: {exc.reason}")
                             break
                     else:
                         self.messages.append(
@@ -417,8 +420,8 @@ class Core:
             if opcode == TEXT:
                 try:
                     self.messages.append(str(data, "utf-8"))
-                except UnicodeDecodeError:
-                    self.fail(1007, "invalid UTF-8 in a text message")
+                except UnicodeDecodeError as exc:
+                    self.fail(1007, f"invalid UTF-8: {exc.reason}")
                     return 0
             else:
                 self.messages.append(data if type(data) is bytes else bytes(data))
@@ -432,8 +435,8 @@ class Core:
                 # Fails as soon as the bytes cannot begin valid UTF-8, not
                 # at the end of the message.
                 piece = decoder.decode(data, bool(fin))
-            except UnicodeDecodeError:
-                self.fail(1007, "invalid UTF-8 in a text message")
+            except UnicodeDecodeError as exc:
+                self.fail(1007, f"invalid UTF-8: {exc.reason}")
                 return 0
             if piece:
                 self._parts.append(piece)  # type: ignore[union-attr, arg-type]
@@ -464,8 +467,8 @@ class Core:
         else:
             try:
                 code, reason = parse_close(bytes(payload))
-            except UnicodeDecodeError:
-                self.fail(1007, "invalid UTF-8 in a Close reason")
+            except UnicodeDecodeError as exc:
+                self.fail(1007, f"invalid UTF-8 in a Close reason: {exc.reason}")
                 return
             except ValueError as exc:
                 self.fail(1002, str(exc))

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import trio
 from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
 
-from ._waiters import Waiters
+from .waiters import Waiters
 
 __all__ = ["MESSAGE_OVERHEAD", "MIN_RECEIVE", "RECEIVE_SIZE", "YIELD_MASK", "Inbox"]
 
@@ -116,6 +116,13 @@ class Inbox:
         buffer within read_limit plus MIN_RECEIVE for uncompressed data)."""
         room = self.limit - self.size
         return most if room >= most else max(room, MIN_RECEIVE)
+
+    def room(self) -> int | None:
+        """How many decoded bytes the core may add before the reader stops
+        (the decode budget); ``None`` while nothing pauses reading."""
+        if self.discard or self.closing:
+            return None
+        return max(self.limit - self.size, 1)
 
     def stop_pausing(self) -> None:
         """This side is closing: read on whatever the user does."""

@@ -1,0 +1,715 @@
+"""The connection engine: one protocol core, one transport, a few tasks.
+
+Theory of operation
+-------------------
+A connection runs as one task, :meth:`Connection.run`, inside a nursery that
+the user owns (the client's ``async with``, or ``serve``). That task opens
+the stream (client), runs the opening handshake under ``open_timeout``, then
+the connection's tasks run in a nursery whose scope is the run scope:
+
+* the **reader**, the run task itself, reads the transport, feeds the core
+  and lets it parse within budgets: at most 64 frames or 256 KiB of input per
+  step, yielding to trio between steps (rule 4: one connection's input, even
+  frames that carry nothing, cannot hold the others up), and no more decoded
+  bytes than the readable has room for (rule 3: ``read_limit`` plus at most
+  one message, whatever the compression ratio). Complete messages go to the
+  inbox, the core's own replies (pongs, the Close echo) to the outbox. It
+  never waits on the writer (rule 1), except for the one event the lifecycle
+  needs when the peer's Close came first while a write was under way.
+* the **flusher**, started by the first frames queued (an idle connection
+  never has one), writes everything queued at once (rule 2), lets a user
+  with messages to answer go first so that replies to a burst share a
+  write, and ends the transport when the core asks (after the closing
+  handshake on a server, after failing the connection on either side).
+* **keepalive**, when ``ping_interval`` is set.
+
+``send()`` serialises into the outbox and returns; it first waits while the
+outbox holds more than ``write_limit`` bytes. On a plain socket the user's
+task also writes, synchronously and without waiting, when it is about to
+wait in ``receive()`` for an answer to what it sent, or when a ``send()``
+left the outbox over ``write_limit`` (rule 7: such a write cannot be cut).
+
+How the connection stands and how it ended is the core's lifecycle; the
+engine keeps no ending flags of its own. It turns the lifecycle's verdict
+into what the user sees in one place, :meth:`Connection._error`: the same
+exception object for ``closed``, the readable and the writable.
+
+Deadlines are cancel scopes: ``open_timeout`` around the handshake, and
+``close_timeout`` on the run scope as soon as a Close was sent or received
+or the connection failed. A deadline or an abort cancels the run scope; the
+stream is then closed and the verdict is what the lifecycle decided (1006
+when nothing did).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+from trio.lowlevel import (
+    cancel_shielded_checkpoint,
+    checkpoint,
+    checkpoint_if_cancelled,
+    current_task,
+)
+
+from .._errors import AbortError, HandshakeError, WebSocketError
+from .._handshake import ClientHandshake, HandshakeFailure, ServerHandshake
+from .._http import Request
+from .._options import CloseInfo, Options, Statistics
+from .._promise import Promise
+from .._protocol import Core, Phase, Verdict
+from .inbox import YIELD_MASK, Inbox
+from .outbox import Outbox
+from .pings import PingTracker
+from .transport import SCRATCH_SIZE, Transport, peer_address, transport_for
+
+__all__ = ["RUN_TASK_NAME", "Connection"]
+
+_log = logging.getLogger("wsstream")
+
+#: Pongs that the peer does not read may pile up to this many bytes; past it
+#: the peer is flooding us and the connection fails with 1008.
+MAX_PENDING_CONTROL = 128 * 1024
+
+#: At most this many schedule passes may a flusher wait for the user to
+#: answer messages already in the inbox before it writes.
+FLUSH_DEFER_PASSES = 64
+
+#: The parse budget per step (rule 4). 64 empty frames take about 30 us to
+#: parse, 256 KiB of payload about as long to copy: each step stays well
+#: under a millisecond, and the yield between steps costs about 1 us.
+PARSE_FRAMES = 64
+PARSE_BYTES = 256 * 1024
+
+#: The run task's name, as trio would spell it: given, it is one shared str
+#: instead of one built per connection.
+RUN_TASK_NAME = "wsstream._engine.connection.Connection.run"
+
+#: How long a forceful close (cancellation) lets the Close frame leave when
+#: the socket cannot take it at once.
+FORCEFUL_CLOSE_GRACE = 0.05
+
+_REMOTE_CLOSING = Phase.REMOTE_CLOSING
+_ENDED = Phase.ENDED
+
+
+def _deadline_after(seconds: float | None) -> float:
+    return math.inf if seconds is None else trio.current_time() + seconds
+
+
+class Connection:
+    """One WebSocket connection; see the module docstring."""
+
+    # Slots: a connection is long-lived and numerous on a server; a dict
+    # per instance would cost about 1.5 KiB.
+    __slots__ = (
+        "_abort_exc", "_connect", "_errors", "_finished", "_forceful", "_handshake",
+        "_keepalive_scope", "_nursery", "_open_info", "_out", "_reader_done", "_scope",
+        "_send_error", "_signal_scope", "_transport", "_verdict_seen", "_write_limit",
+        "bytes_received", "closed", "core", "extensions", "id", "inbox", "messages_received",
+        "messages_sent", "opened", "options", "pings", "request", "stream", "subprotocol",
+    )
+
+    def __init__(
+        self,
+        handshake: ClientHandshake | ServerHandshake,
+        options: Options,
+        open_info: Callable[[Connection], Any],
+        *,
+        stream: trio.abc.Stream | None = None,
+        connect: Callable[[], Awaitable[trio.abc.Stream]] | None = None,
+    ) -> None:
+        self._handshake: ClientHandshake | ServerHandshake | None = handshake
+        self.core = Core(
+            client=isinstance(handshake, ClientHandshake),
+            max_message_size=options.max_message_size,
+        )
+        self.options = options
+        self.stream = stream
+        self._transport: Transport | None = None
+        self._connect = connect
+        self._open_info = open_info
+        self.opened: Promise[Any] = Promise()
+        self.closed: Promise[CloseInfo] = Promise()
+        self.id = os.urandom(4).hex()
+        self.extensions = ""
+        self.subprotocol = ""
+        self.request: Request | None = None
+
+        self._scope = trio.CancelScope()
+        self._nursery: trio.Nursery | None = None  # while the flusher may be started
+        self._abort_exc: WebSocketError | None = None
+        self._finished = False
+
+        self.inbox = Inbox(options.read_limit)
+        self._out = Outbox()
+        self._write_limit = options.write_limit
+        self._reader_done = False
+        # What send() raises: ClosedResourceError (we closed) or a
+        # WebSocketError (the peer closed, or the connection failed).
+        self._send_error: BaseException | None = None
+        # The verdict last acted on, and the user's exceptions built from
+        # the lifecycle (see _error).
+        self._verdict_seen: Verdict | None = None
+        self._errors: dict[tuple[int, str], WebSocketError] | None = None
+
+        self.pings = PingTracker()
+        self._keepalive_scope: trio.CancelScope | None = None
+        self._signal_scope: trio.CancelScope | None = None
+        self._forceful = False
+
+        self.messages_sent = 0
+        self.messages_received = 0
+        self.bytes_received = 0
+
+    @property
+    def is_open(self) -> bool:
+        return self.core.is_open
+
+    # ------------------------------------------------------------------
+    # The connection's task
+
+    async def run(self) -> None:
+        """Open, run and close the connection; never raises but Cancelled.
+
+        Settles ``opened`` and ``closed``. Cancellation of the caller closes
+        the connection forcefully (see :meth:`close_forcefully`).
+        """
+        try:
+            if self._abort_exc is None:
+                async with trio.open_nursery() as nursery:
+                    self._adopt_scope(nursery.cancel_scope)
+                    if await self._open():
+                        self._start_tasks(nursery)
+                        try:
+                            await self._reader()
+                        finally:
+                            # No flusher is started once the reader is done.
+                            self._out.start_flusher = None
+                            self._nursery = None
+                        self._reader_finished()
+        except* trio.Cancelled:
+            # Cancelled from outside (the owner's scope): a forceful close,
+            # even if the owner's code has not reached close_forcefully yet.
+            self._queue_forceful_close(1001, "")
+            raise
+        except* Exception as group:
+            # A bug of ours: report it as an internal error, never leak it.
+            _log.error("connection %s: internal error", self.id, exc_info=group)
+            if self._abort_exc is None:
+                self._abort_exc = WebSocketError._build("internal error in wsstream", 1011)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._finish()
+
+    def _adopt_scope(self, scope: trio.CancelScope) -> None:
+        """Make the nursery's scope the run scope (one scope less per
+        connection): it takes over what was asked of the scope made in
+        __init__, which stood in for it until now."""
+        scope.deadline = self._scope.deadline
+        if self._scope.cancel_called:
+            scope.cancel()
+        self._scope = scope
+
+    def _start_tasks(self, nursery: trio.Nursery) -> None:
+        """The handshake is done: set up the writes, start keepalive."""
+        transport = self._transport
+        assert transport is not None
+        if transport.direct:
+            self.inbox.before_wait = self._write_own
+        # The flusher starts with the first frames to write: an idle
+        # connection never needs it.
+        if self._out or self.core.eof_wanted:
+            nursery.start_soon(self._flusher)
+        else:
+            self._nursery = nursery
+            self._out.start_flusher = self._start_flusher
+        if self.options.ping_interval is not None:
+            nursery.start_soon(self._keepalive)
+
+    def _reader_finished(self) -> None:
+        self._arm_close_deadline()
+        self._reader_done = True
+        self._out.wake_flusher()
+        # Keepalive has nothing left to do; the flusher finishes.
+        if self._keepalive_scope is not None:
+            self._keepalive_scope.cancel()
+
+    async def _open(self) -> bool:
+        """The opening handshake; returns True if the connection is open."""
+        scope = trio.CancelScope(deadline=_deadline_after(self.options.open_timeout))
+        failure: WebSocketError | None = None
+        handshake = self._handshake
+        self._handshake = None  # not kept for the connection's life
+        assert handshake is not None
+        result = None
+        with scope:
+            try:
+                if self.stream is None:
+                    assert self._connect is not None
+                    self.stream = await self._connect()
+                if isinstance(handshake, ServerHandshake):
+                    outcome = await handshake.run(self.stream, peer_address(self.stream))
+                else:
+                    outcome = await handshake.run(self.stream)
+                if isinstance(outcome, HandshakeFailure):
+                    # The server answered the request with an HTTP error.
+                    failure = HandshakeError(
+                        str(outcome), status=outcome.status,
+                        headers=outcome.headers, body=outcome.body,
+                    )
+                else:
+                    result = outcome
+            except HandshakeFailure as exc:
+                failure = HandshakeError(
+                    str(exc), status=exc.status, headers=exc.headers, body=exc.body
+                )
+            except trio.BrokenResourceError as exc:  # TLS failures come this way too
+                cause = exc.__cause__ or exc
+                failure = HandshakeError(f"the connection broke during the handshake: {cause}")
+            except OSError as exc:
+                failure = HandshakeError(f"could not connect: {exc}")
+        if self._signal_scope is not None:
+            self._signal_scope.cancel()
+        if scope.cancelled_caught and failure is None and self._abort_exc is None:
+            failure = HandshakeError(
+                f"the opening handshake timed out after {self.options.open_timeout} s"
+            )
+        if failure is not None and self._abort_exc is None:
+            self._abort_exc = failure
+        if result is None or self._abort_exc is not None:
+            return False
+        options = self.options
+        self.extensions = result.extensions
+        self.subprotocol = result.subprotocol
+        self.request = result.request
+        self.core.open(result.deflate if options.compression == "deflate" else None)
+        self._transport = transport_for(self.stream)  # type: ignore[arg-type]
+        self.opened.resolve(self._open_info(self))
+        if result.rest:  # frames right behind the handshake
+            self.core.receive_data(result.rest)
+        return True
+
+    async def watch_signal(self, signal: trio.Event) -> None:
+        """Abort if ``signal`` is set before the handshake finished.
+
+        Runs beside :meth:`run` in the owner's nursery; ends when the
+        handshake ends, whatever the outcome.
+        """
+        if self.opened.settled or self._finished:
+            return
+        with trio.CancelScope() as self._signal_scope:
+            await signal.wait()
+            self.abort(AbortError())
+
+    # -- reader ----------------------------------------------------------
+
+    async def _reader(self) -> None:
+        core, inbox = self.core, self.inbox
+        transport = self._transport
+        assert transport is not None
+        while True:
+            await inbox.wait_for_room()
+            more = core.parse(PARSE_FRAMES, PARSE_BYTES, inbox.room())
+            self._process()
+            phase = core.phase
+            if phase is _REMOTE_CLOSING:
+                await self._settle_remote_close()
+                phase = core.phase
+            if phase is _ENDED:
+                return
+            if more:
+                # A budget ran out: let the others run before the next step.
+                await checkpoint()
+                continue
+            if transport.must_yield:
+                # The socket may hold more: yield before reading it (when
+                # drained, the wait for more is the yield).
+                await checkpoint()
+            data = await transport.receive(inbox.read_size(SCRATCH_SIZE))
+            if data:
+                self.bytes_received += len(data)
+                core.receive_data(data)
+            else:
+                core.receive_eof()
+
+    def _process(self) -> None:
+        """Move what the core produced to the inbox and the outbox."""
+        core = self.core
+        messages = core.take_messages()
+        if messages:
+            self.messages_received += len(messages)
+            self.inbox.put(messages)
+        if core.pongs:
+            self.pings.on_pongs(core.take_pongs())
+        replies = core.data_to_send()
+        out = self._out
+        if replies:
+            out.queue_control(replies)
+            if out.control > MAX_PENDING_CONTROL:
+                self._fail(1008, "too many control frames left unread")
+        if core.eof_wanted and not out:
+            out.wake_flusher()
+        self._on_lifecycle()
+
+    async def _settle_remote_close(self) -> None:
+        """The peer's Close came first: were all our messages written?
+
+        Message bytes not yet handed to the transport will never be read:
+        drop the frames not started (a frame partly written is finished)
+        and report an unclean close. Bytes being written: wait for that one
+        write (the event the answer depends on; ``close_timeout`` bounds
+        it). Nothing pending: clean.
+        """
+        out = self._out
+        if out.data_pending:
+            out.drop_unstarted_messages()
+            self.core.writes_settled(False)
+        elif out.data_inflight:
+            await out.wait_inflight()
+            self.core.writes_settled(not out.data_pending and not out.broken)
+        else:
+            self.core.writes_settled(True)
+        self._on_lifecycle()
+
+    def _on_lifecycle(self) -> None:
+        """Act on the lifecycle: what send() and receive() now raise, and
+        the close deadline."""
+        life = self.core.lifecycle
+        verdict = life.verdict
+        if verdict is not None and verdict is not self._verdict_seen:
+            self._verdict_seen = verdict
+            self.inbox.stop_pausing()
+            if verdict.clean:
+                self.inbox.finish(trio.EndOfChannel(), replace_clean_end=False)
+                if self._send_error is None:
+                    self._send_error = self._peer_closed()
+                self._out.wake_senders()
+            else:
+                error = self._error(verdict)
+                self._set_ends(error, error)
+        elif life.close_received is not None and self._send_error is None:
+            # The peer's Close is in: no more sending (its verdict comes
+            # once our writes are settled).
+            self._send_error = self._peer_closed()
+            self._out.wake_senders()
+        if not self.core.is_open:
+            self._arm_close_deadline()
+
+    def _peer_closed(self) -> WebSocketError:
+        received = self.core.lifecycle.close_received
+        code, reason = received if received is not None else (1006, "")
+        return self._exception("the peer closed the connection", code, reason)
+
+    def _exception(self, message: str, code: int, reason: str) -> WebSocketError:
+        # One object per (code, reason): "the peer closed" raised by send()
+        # is the very object `closed` raises if that close turns out unclean.
+        errors = self._errors
+        if errors is None:
+            errors = self._errors = {}
+        error = errors.get((code, reason))
+        if error is None:
+            error = errors[(code, reason)] = WebSocketError._build(message, code, reason)
+        return error
+
+    def _error(self, verdict: Verdict) -> WebSocketError:
+        """The exception the user sees for an unclean verdict (one object)."""
+        if isinstance(verdict.error, WebSocketError):
+            return verdict.error
+        return self._exception(verdict.message, verdict.code, verdict.reason)
+
+    def _fail(self, code: int, reason: str) -> None:
+        core = self.core
+        core.fail(code, reason)
+        replies = core.data_to_send()
+        if replies:
+            self._out.queue_control(replies)
+        self._out.wake_flusher()
+        self._on_lifecycle()
+
+    def _set_ends(self, recv_end: BaseException, send_error: BaseException) -> None:
+        self.inbox.finish(recv_end)
+        # A connection error replaces "this side closed" (ClosedResourceError).
+        if not isinstance(self._send_error, WebSocketError):
+            self._send_error = send_error
+        self._out.wake_senders()
+
+    # -- flusher ---------------------------------------------------------
+
+    def _start_flusher(self) -> None:
+        assert self._nursery is not None
+        self._nursery.start_soon(self._flusher)
+
+    async def _flusher(self) -> None:
+        # Started by the first frames queued, maybe after the connection
+        # was cancelled: a flusher parked from the start would have been
+        # cancelled then, without writing them.
+        await checkpoint_if_cancelled()
+        transport = self._transport
+        assert transport is not None
+        out, inbox, core = self._out, self.inbox, self.core
+        while True:
+            while not out:
+                if core.eof_wanted:
+                    await self._end_the_stream()
+                    return
+                if self._reader_done or out.broken:
+                    return
+                await out.wait_for_frames()
+            if inbox:
+                # The user has messages to handle: let it run first, so that
+                # its replies to a burst share one write (rule 2). Stop once
+                # a pass goes by in which it neither took nor sent.
+                for _ in range(FLUSH_DEFER_PASSES):
+                    progress = inbox.taken + self.messages_sent
+                    await cancel_shielded_checkpoint()
+                    if (
+                        inbox.taken + self.messages_sent == progress
+                        or out.size > self._write_limit
+                    ):
+                        break
+                if not out:  # the user wrote it (Outbox.write_now)
+                    continue
+            try:
+                await out.flush(transport)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                _log.debug("connection %s: write failed: %r", self.id, exc)
+                # The peer is gone: nothing more can be said to it.
+                self._scope.cancel()
+                return
+
+    async def _end_the_stream(self) -> None:
+        transport = self._transport
+        assert transport is not None
+        if not await transport.send_eof() and not self._reader_done:
+            # No half-close (TLS): the only way to end our side is to close
+            # the stream, which the peer is waiting for.
+            self._scope.cancel()
+
+    def _write_own(self) -> None:
+        """What the calling task sent, written now if the socket takes it:
+        ``receive()`` calls this before it waits. A task that sent and now
+        waits for the answer wants its bytes out at once; when another task
+        is sending, the flusher gathers its messages into fewer writes."""
+        out = self._out
+        if out and out.sender is current_task() and not out.inflight:
+            out.write_now(self._transport)  # type: ignore[arg-type]
+
+    # -- keepalive -------------------------------------------------------
+
+    async def _keepalive(self) -> None:
+        interval = self.options.ping_interval
+        timeout = self.options.ping_timeout
+        assert interval is not None
+        with trio.CancelScope() as self._keepalive_scope:
+            while self.core.is_open:
+                await trio.sleep(interval)
+                if not self.core.is_open:
+                    return
+                epoch = self.inbox.pause_epoch
+                with trio.move_on_after(math.inf if timeout is None else timeout) as wait:
+                    try:
+                        await self.ping()
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        return
+                if wait.cancelled_caught:
+                    if self.inbox.paused or epoch != self.inbox.pause_epoch:
+                        # Our own backpressure may hold the pong unread.
+                        continue
+                    self._fail(1011, "keepalive ping timeout")
+                    return
+
+    # ------------------------------------------------------------------
+    # Used by the streams
+
+    async def send(self, message: str | bytes | bytearray | memoryview) -> None:
+        """Queue one message; see :meth:`Writable.send`."""
+        if isinstance(message, str):
+            text = True
+        elif isinstance(message, (bytes, bytearray, memoryview)):
+            text = False
+        else:
+            raise TypeError(
+                f"a message must be str or a bytes-like object, not {type(message).__name__}"
+            )
+        await checkpoint_if_cancelled()
+        out = self._out
+        while out.size > self._write_limit and self._send_error is None:
+            await out.wait_for_writes()
+        if self._send_error is not None:
+            raise self._send_error.with_traceback(None)
+        core = self.core
+        if not core.is_open:
+            raise self._not_open_error()
+        frame = (
+            core.send_text(message.encode())  # type: ignore[union-attr]
+            if text else core.send_binary(message)  # type: ignore[arg-type]
+        )
+        self.messages_sent += 1
+        out.queue_message(frame)
+        out.sender = current_task()
+        if out.size > self._write_limit and not out.inflight:
+            # Over the limit, the next send() would wait for the flusher:
+            # on a plain socket, give it what it takes now, as asyncio's
+            # transports do (no schedule pass per big message).
+            transport = self._transport
+            if transport is not None and transport.direct:
+                out.write_now(transport)
+        if out:
+            out.wake_flusher()
+        if not self.messages_sent & YIELD_MASK:
+            await cancel_shielded_checkpoint()
+
+    def _not_open_error(self) -> BaseException:
+        verdict = self.core.lifecycle.verdict
+        if verdict is not None and not verdict.clean:
+            return self._error(verdict)
+        if self.core.lifecycle.close_received is not None:
+            return self._peer_closed()
+        return trio.ClosedResourceError("the connection is closed")
+
+    def stop_reading(self) -> None:
+        """The user will read no more: drop buffered and future messages."""
+        self.inbox.close()
+
+    def discard_incoming(self) -> None:
+        """Drop messages from now on without closing the readable."""
+        self.inbox.clear(discard=True)
+
+    def close(self, code: int | None, reason: str) -> None:
+        """Start the closing handshake (arguments already validated).
+
+        Before the handshake finished, abandons it: ``opened`` and ``closed``
+        raise a :class:`WebSocketError` with code 1006.
+        """
+        if self._finished:
+            return
+        if self._send_error is None:
+            self._send_error = trio.ClosedResourceError("this side closed the connection")
+            self._out.wake_senders()
+        if not self.opened.settled:
+            self.abort(WebSocketError._build(
+                "the connection was closed before the opening handshake finished", 1006
+            ))
+            return
+        chunks = self.core.send_close(code, reason)
+        if chunks:
+            self._out.queue_control(list(chunks))
+        self.inbox.stop_pausing()
+        self._arm_close_deadline()
+
+    def abort(self, exc: WebSocketError) -> None:
+        """Stop at once: close the stream; ``opened`` (if pending) and
+        ``closed`` raise ``exc``."""
+        if self._finished:
+            return
+        if self._abort_exc is None and not self.opened.settled:
+            self._abort_exc = exc
+        self._scope.cancel()
+
+    def close_forcefully(self, code: int, reason: str) -> None:
+        """Queue a Close if possible, then stop at once (cancellation path)."""
+        if self._finished:
+            return
+        self.discard_incoming()
+        self._queue_forceful_close(code, reason)
+        self._scope.cancel()
+
+    def _queue_forceful_close(self, code: int, reason: str) -> None:
+        if self.opened.settled:
+            chunks = self.core.send_close(code, reason)
+            if chunks:
+                self._out.queue_control(list(chunks))
+        self._forceful = True
+
+    def _arm_close_deadline(self) -> None:
+        deadline = _deadline_after(self.options.close_timeout)
+        if deadline < self._scope.deadline:
+            self._scope.deadline = deadline
+
+    async def ping(self, payload: bytes | bytearray | memoryview = b"") -> float:
+        """Send a Ping and wait for its Pong; returns the round trip in seconds."""
+        payload = self.pings.payload_for(payload)
+        if self._send_error is not None:
+            raise self._send_error.with_traceback(None)
+        if not self.core.is_open:
+            raise self._not_open_error()
+        self._out.queue_control(list(self.core.send_ping(payload)))
+        rtt = await self.pings.wait(payload)
+        if rtt is None:  # the connection ended first
+            error = self._send_error or trio.ClosedResourceError("the connection is closed")
+            raise error.with_traceback(None)
+        return rtt
+
+    # ------------------------------------------------------------------
+    # The end
+
+    async def _finish(self) -> None:
+        """Close the stream and settle everything; runs shielded."""
+        out = self._out
+        transport = self._transport
+        self.inbox.before_wait = None
+        out.sender = None
+        if transport is not None:
+            if self._forceful and out and not out.inflight and not out.broken:
+                # A last chance for the Close frame (and what is before it).
+                with trio.move_on_after(FORCEFUL_CLOSE_GRACE), contextlib.suppress(
+                    trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError
+                ):
+                    await transport.stream.send_all(b"".join(out.pending_chunks()))
+            transport.stop()
+            if self._scope.cancelled_caught and not self._forceful and (
+                trio.current_time() >= self._scope.deadline
+            ):
+                # close_timeout expired: reset, so that a peer that stopped
+                # reading learns at once that we are gone.
+                transport.reset_on_close()
+        if self.stream is not None:
+            await trio.aclose_forcefully(self.stream)
+        self._finished = True
+        core = self.core
+        if not self.opened.settled and self._abort_exc is None:
+            self._abort_exc = WebSocketError._build(
+                "the connection closed during the handshake", 1006
+            )
+        core.abort(self._abort_exc)
+        verdict = core.lifecycle.verdict
+        assert verdict is not None
+        if verdict.clean:
+            self.closed.resolve(CloseInfo(verdict.code, verdict.reason))
+            self.inbox.finish(trio.EndOfChannel(), replace_clean_end=False)
+            if self._send_error is None:
+                self._send_error = trio.ClosedResourceError("the connection is closed")
+        else:
+            error = self._error(verdict)
+            self.opened.reject(error)
+            self.closed.reject(error)
+            self._set_ends(error, error)
+        out.clear()
+        self.pings.release_all()
+        self.inbox.wake_all()
+        out.wake_all()
+
+    async def closed_event(self) -> None:
+        """Wait until ``closed`` settled, whatever the outcome."""
+        await self.closed.settled_event()
+
+    def statistics(self) -> Statistics:
+        return Statistics(
+            messages_sent=self.messages_sent,
+            messages_received=self.messages_received,
+            messages_discarded=self.inbox.discarded,
+            bytes_sent=self._out.written,
+            bytes_received=self.bytes_received,
+            buffered_in=self.inbox.size,
+            buffered_out=self._out.size,
+            pings_sent=self.pings.pings_sent,
+            pongs_received=self.pings.pongs_received,
+            latency=self.pings.latency,
+        )
