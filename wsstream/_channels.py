@@ -60,6 +60,20 @@ class Readable(trio.abc.ReceiveChannel[Message]):
         """
         return await self._conn.inbox.receive()
 
+    def receive_nowait(self) -> Message:
+        """Take the next message if one is already buffered, without waiting.
+
+        As trio's ``MemoryReceiveChannel.receive_nowait``: raises
+        :class:`trio.WouldBlock` when nothing is buffered, and otherwise what
+        :meth:`receive` would raise (:class:`trio.EndOfChannel` after a clean
+        close, the connection's :class:`WebSocketError`,
+        :class:`trio.ClosedResourceError` after :meth:`aclose`). Not a
+        checkpoint: a loop of ``receive_nowait()`` never yields, so drain
+        what is buffered, handle it, then ``await`` once (see the batching
+        pattern in the backpressure guide).
+        """
+        return self._conn.inbox.receive_nowait()
+
     def __anext__(self) -> Coroutine[Any, Any, Message]:
         # ``async for`` straight to the buffer: trio's __anext__ awaits
         # receive(), two coroutines more per message, and two frames held by
@@ -122,6 +136,18 @@ class Writable(trio.abc.SendChannel[str | bytes | bytearray | memoryview]):
         connection failed.
         """
         await self._conn.send(value)
+
+    def send_nowait(self, value: str | bytes | bytearray | memoryview) -> None:
+        """Queue one message now, or raise :class:`trio.WouldBlock`.
+
+        As trio's ``MemorySendChannel.send_nowait``: queues the whole message
+        and returns if no more than ``write_limit`` bytes are waiting to be
+        written, else raises :class:`trio.WouldBlock` and queues nothing
+        (wait with :meth:`send`, which then waits for room). Otherwise the
+        same as :meth:`send`: the same types, the same errors. Not a
+        checkpoint: it never yields, and a cancellation cannot reach it.
+        """
+        self._conn.send_nowait(value)
 
     async def abort(self, reason: object = None) -> None:
         """Start the closing handshake, like :meth:`Readable.cancel`.

@@ -99,6 +99,17 @@ _REMOTE_CLOSING = Phase.REMOTE_CLOSING
 _ENDED = Phase.ENDED
 
 
+def _is_text(message: object) -> bool:
+    """Whether a message is text (``str``) or binary; TypeError otherwise."""
+    if isinstance(message, str):
+        return True
+    if isinstance(message, (bytes, bytearray, memoryview)):
+        return False
+    raise TypeError(
+        f"a message must be str or a bytes-like object, not {type(message).__name__}"
+    )
+
+
 def _deadline_after(seconds: float | None) -> float:
     return math.inf if seconds is None else trio.current_time() + seconds
 
@@ -530,18 +541,24 @@ class Connection:
 
     async def send(self, message: str | bytes | bytearray | memoryview) -> None:
         """Queue one message; see :meth:`Writable.send`."""
-        if isinstance(message, str):
-            text = True
-        elif isinstance(message, (bytes, bytearray, memoryview)):
-            text = False
-        else:
-            raise TypeError(
-                f"a message must be str or a bytes-like object, not {type(message).__name__}"
-            )
+        text = _is_text(message)
         await checkpoint_if_cancelled()
         out = self._out
         while out.size > self._write_limit and self._send_error is None:
             await out.wait_for_writes()
+        self._queue(message, text)
+        if not self.messages_sent & YIELD_MASK:
+            await cancel_shielded_checkpoint()
+
+    def send_nowait(self, message: str | bytes | bytearray | memoryview) -> None:
+        """Queue one message without waiting; see :meth:`Writable.send_nowait`."""
+        text = _is_text(message)
+        if self._out.size > self._write_limit and self._send_error is None:
+            raise trio.WouldBlock
+        self._queue(message, text)
+
+    def _queue(self, message: str | bytes | bytearray | memoryview, text: bool) -> None:
+        """Encode one message into the outbox (or raise why it cannot go)."""
         if self._send_error is not None:
             raise self._send_error.with_traceback(None)
         core = self.core
@@ -552,6 +569,7 @@ class Connection:
             if text else core.send_binary(message)  # type: ignore[arg-type]
         )
         self.messages_sent += 1
+        out = self._out
         out.queue_message(frame)
         out.sender = current_task()
         if out.size > self._write_limit and not out.inflight:
@@ -563,8 +581,6 @@ class Connection:
                 out.write_now(transport)
         if out:
             out.wake_flusher()
-        if not self.messages_sent & YIELD_MASK:
-            await cancel_shielded_checkpoint()
 
     def _not_open_error(self) -> BaseException:
         verdict = self.core.lifecycle.verdict

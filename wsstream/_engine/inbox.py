@@ -162,6 +162,21 @@ class Inbox:
 
     # -- the user's side ---------------------------------------------------
 
+    def receive_nowait(self) -> str | bytes:
+        """Take the next message if one is buffered; see
+        :meth:`Readable.receive_nowait`."""
+        messages = self._messages
+        if not messages:
+            if self.end is not None:
+                raise self.end.with_traceback(None)
+            raise trio.WouldBlock
+        message = messages.popleft()
+        self.taken += 1
+        self.size -= len(message) + MESSAGE_OVERHEAD
+        if self._resume and self.size <= self._resume_at:
+            self._resume.unpark_all()
+        return message
+
     async def receive(self, *, iterating: bool = False) -> str | bytes:
         """Take the next message; see :meth:`Readable.receive`.
 
