@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import http
 import logging
+import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 import attrs
@@ -338,6 +339,9 @@ class ServerHandshake:
         return Handshake(extensions_value, subprotocol, deflate, rest, request)
 
 
+_VERSION = re.compile(rb"HTTP/[0-9]\.[0-9]")
+
+
 def _check_request_line(head: bytes) -> CoreResponse | None:
     """The answer to a request line that cannot open a WebSocket: not a GET
     (405, with Allow), not HTTP/1.1 (505), or a target that is not a path
@@ -347,7 +351,7 @@ def _check_request_line(head: bytes) -> CoreResponse | None:
     if len(parts) != 3:
         return _plain_response(http.HTTPStatus.BAD_REQUEST, "invalid request line")
     method, target, version = parts
-    if not version.startswith(b"HTTP/"):
+    if not _VERSION.fullmatch(version):
         return _plain_response(http.HTTPStatus.BAD_REQUEST, "invalid request line")
     if version != b"HTTP/1.1":
         return _plain_response(

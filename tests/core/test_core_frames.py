@@ -389,3 +389,44 @@ def test_a_mutable_buffer_is_copied_when_sent() -> None:
     header, payload = server().send_binary(big)
     big[:4] = b"XXXX"
     assert payload[:4] == bytes(range(4))
+
+
+# -- input ownership and large payloads -------------------------------------
+
+
+def test_input_is_borrowed_until_parsed_and_owned_on_request() -> None:
+    core = server()
+    source = bytearray(build(TEXT, b"hello") + build(TEXT, b"wor", fin=False))
+    core.receive_data(memoryview(source))
+    core.own_input()  # the caller is about to wait: the core must own it
+    source[:] = bytes(len(source))  # the caller reuses its buffer
+    assert feed(core, build(CONT, b"ld")) == ["hello", "world"]
+
+
+def test_the_unparsed_rest_of_a_borrowed_read_is_kept() -> None:
+    core = server()
+    source = bytearray(build(BINARY, b"a" * 10) * 100)
+    core.receive_data(memoryview(source))
+    assert core.parse(max_frames=10)  # a budget stops it
+    source[:] = bytes(len(source))
+    while core.parse(max_frames=10):
+        pass
+    assert core.take_messages() == [b"a" * 10] * 100
+
+
+def test_large_payload_buffers_are_reused_and_the_spares_are_bounded() -> None:
+    from wsstream._protocol import core as core_module
+
+    spares = core_module._spare
+    spares.buffers.clear()
+    spares.total = 0
+    receiver = server(max_message_size=None)
+    payload = os.urandom(200_000)
+    frame = build(BINARY, payload)
+    for _ in range(3):
+        assert feed(receiver, frame, 65536) == [payload]
+    assert len(spares.buffers) == 1  # one buffer, handed from frame to frame
+    huge = os.urandom(core_module.SPARE_EACH + 1)
+    assert feed(receiver, build(BINARY, huge), 1 << 20) == [huge]
+    assert spares.total <= core_module.SPARE_TOTAL
+    assert all(len(b) <= core_module.SPARE_EACH for b in spares.buffers)

@@ -326,7 +326,11 @@ class Connection:
         transport = self._transport
         assert transport is not None
         while True:
-            await inbox.wait_for_room()
+            if inbox.full:
+                # The core borrows what it was given until it parses it: the
+                # read buffer is shared, so it must own it before waiting.
+                core.own_input()
+                await inbox.wait_for_room()
             more = core.parse(PARSE_FRAMES, PARSE_BYTES, inbox.room())
             self._process()
             phase = core.phase

@@ -101,6 +101,11 @@ class Inbox:
         if self._readers:
             self._readers.unpark_all()
 
+    @property
+    def full(self) -> bool:
+        """Whether :meth:`wait_for_room` would wait."""
+        return self.size >= self.limit and not (self.discard or self.closing)
+
     async def wait_for_room(self) -> None:
         """If the buffer is full, wait until the user took it below half."""
         if self.size >= self.limit and not (self.discard or self.closing):
