@@ -21,7 +21,12 @@ Design
   server that discards them); server RSS per idle connection with 1,000 and
   10,000 connections (client: ``benchmarks.memclient``, raw sockets doing the
   handshake by hand; RLIMIT_NOFILE is raised to the hard limit in both
-  processes).
+  processes), the same with each server's default options and the client
+  offering permessage-deflate as browsers do, idle and after one small
+  message each way; connect-and-echo latency of honest clients
+  (``benchmarks.connectecho``) while one hostile client
+  (``benchmarks.flooder``) floods the server with frames that carry nothing
+  (empty continuations, 1-byte fragments, pings), and without a flood.
 * Rounds interleave the implementations (the order rotates each round) so that
   machine noise spreads over all of them; ratios wsstream/peer are taken within
   a round, then summarised as min / median / max over the rounds.
@@ -43,7 +48,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,16 +62,41 @@ MIB = 1024 * 1024
 @dataclass(frozen=True)
 class Scenario:
     name: str
-    kind: str  # echo | rtt | stream | idle
+    kind: str  # echo | rtt | stream | idle | flood
     size: int = 0
     text: bool = False
-    count: int = 0  # full run; messages, or connections for "idle"
+    count: int = 0  # full run; messages, connections for "idle", samples for "flood"
     quick: int = 0  # --quick
     inflight: int = 64
+    #: idle: the server's mode (servers.py: "echo" with the harness's settings,
+    #: "defaults" with the library's) and the memory client's (memclient.py).
+    server_mode: str = "echo"
+    client_mode: str = "ws"
+    #: flood: what the hostile client sends (flooder.py), "" for no flood.
+    flood: str = ""
+
+    @property
+    def client_free(self) -> bool:
+        """Measured with the harness's own raw-socket clients: the same in
+        both pairings, so run once."""
+        return self.kind in ("idle", "flood")
+
+    @property
+    def websocket_only(self) -> bool:
+        """Meaningless for the raw floors (not WebSocket): floods, and
+        WebSocket options."""
+        return self.kind == "flood" or self.server_mode == "defaults"
 
     def label(self) -> str:
         if self.kind == "idle":
-            return f"idle memory, {self.count:,} conns"
+            what = {
+                "ws": "",
+                "deflate": ", defaults, deflate offered",
+                "deflate-msg": ", defaults, deflate offered, 1 msg each way",
+            }[self.client_mode]
+            return f"idle memory, {self.count:,} conns{what}"
+        if self.kind == "flood":
+            return "connect+echo, " + FLOOD_LABELS[self.flood]
         size = _size_label(self.size)
         if self.kind == "echo":
             return f"echo {size} {'text' if self.text else 'binary'}, 64 in flight"
@@ -76,7 +106,15 @@ class Scenario:
 
     def unit(self) -> str:
         return {"echo": "msgs/s", "rtt": "µs median (p99)", "stream": "MB/s",
-                "idle": "KiB/conn"}[self.kind]
+                "idle": "KiB/conn", "flood": "ms median (p99)"}[self.kind]
+
+
+FLOOD_LABELS = {
+    "": "no flood",
+    "cont": "flood of empty continuation frames",
+    "frag": "flood of 1-byte fragments",
+    "ping": "flood of empty pings",
+}
 
 
 def _size_label(size: int) -> str:
@@ -98,6 +136,20 @@ SCENARIOS = [
     Scenario("stream-1MiB", "stream", MIB, False, 300, 30, inflight=1),
     Scenario("idle-1000", "idle", count=1000, quick=1000),
     Scenario("idle-10000", "idle", count=10000, quick=2000),
+    # The way browsers connect: every option at its default, deflate offered.
+    Scenario("idle-deflate-1000", "idle", count=1000, quick=1000, server_mode="defaults",
+             client_mode="deflate"),
+    Scenario("idle-deflate-10000", "idle", count=10000, quick=2000, server_mode="defaults",
+             client_mode="deflate"),
+    Scenario("idle-deflate-msg-1000", "idle", count=1000, quick=1000, server_mode="defaults",
+             client_mode="deflate-msg"),
+    Scenario("idle-deflate-msg-10000", "idle", count=10000, quick=2000,
+             server_mode="defaults", client_mode="deflate-msg"),
+    # Fairness: one hostile client floods, honest clients connect and echo.
+    Scenario("flood-none", "flood", count=100, quick=10),
+    Scenario("flood-cont", "flood", count=100, quick=10, flood="cont"),
+    Scenario("flood-frag", "flood", count=100, quick=10, flood="frag"),
+    Scenario("flood-ping", "flood", count=100, quick=10, flood="ping"),
 ]
 
 SHARED_CLIENT = {impl: "picows" for impl in IMPLS} | {raw: "raw-asyncio" for raw in RAW_IMPLS}
@@ -169,7 +221,9 @@ def _readline(proc: subprocess.Popen[str], timeout: float) -> str:
 def measure(impl: str, client: str, sc: Scenario, count: int, timeout: float) -> dict[str, Any]:
     """One measurement; always returns, with ``ok`` and ``error`` on failure."""
     if sc.kind == "idle":
-        return measure_idle(impl, count, timeout)
+        return measure_idle(impl, count, timeout, sc.server_mode, sc.client_mode)
+    if sc.kind == "flood":
+        return measure_flood(impl, sc.flood, count, timeout)
     server = Server(impl, "sink" if sc.kind == "stream" else "echo")
     try:
         spec = {
@@ -202,10 +256,12 @@ def measure(impl: str, client: str, sc: Scenario, count: int, timeout: float) ->
     return result
 
 
-def measure_idle(impl: str, count: int, timeout: float) -> dict[str, Any]:
-    """Server RSS growth per idle connection (handshake done, no traffic)."""
-    mode = "raw" if impl in RAW_IMPLS else "ws"
-    server = Server(impl, "echo")
+def measure_idle(impl: str, count: int, timeout: float, server_mode: str = "echo",
+                 client_mode: str = "ws") -> dict[str, Any]:
+    """Server RSS growth per idle connection (handshake done, no traffic, or
+    one small message each way in ``deflate-msg`` mode)."""
+    mode = "raw" if impl in RAW_IMPLS else client_mode
+    server = Server(impl, server_mode)
     clients: list[subprocess.Popen[str]] = []
 
     def connect(n: int) -> subprocess.Popen[str] | str:
@@ -256,6 +312,71 @@ def measure_idle(impl: str, count: int, timeout: float) -> dict[str, Any]:
         server.close()
 
 
+#: How long the flood runs before the honest clients start: the hostile
+#: connection is open and the server busy with it.
+FLOOD_HEADSTART = 0.5
+
+
+def measure_flood(impl: str, kind: str, count: int, timeout: float) -> dict[str, Any]:
+    """Honest clients' connect-and-echo latency (``count`` one after the
+    other, at most ``timeout`` seconds) while one client floods the server
+    with frames of ``kind`` (none if "")."""
+    server = Server(impl, "echo")
+    flooder: subprocess.Popen[str] | None = None
+    try:
+        if kind:
+            flooder = subprocess.Popen(
+                [sys.executable, "-m", "benchmarks.flooder", str(server.port), kind,
+                 str(timeout + 30)],
+                cwd=ROOT, env=_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL, text=True,
+            )
+            line = _readline(flooder, 20)
+            if line != "READY":
+                return {"ok": False, "error": f"flooder: {line or 'timeout'}"}
+            time.sleep(FLOOD_HEADSTART)
+        try:
+            out = subprocess.run(
+                [sys.executable, "-m", "benchmarks.connectecho", str(server.port), str(count),
+                 str(timeout)],
+                cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout + 15,
+            )
+        except subprocess.TimeoutExpired:
+            return {"ok": False, "error": "timeout"}
+        lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+        if not lines:
+            tail = out.stderr.strip().splitlines()[-1:] or ["no output"]
+            return {"ok": False, "error": tail[0]}
+        result: dict[str, Any] = json.loads(lines[-1])
+        if flooder is not None:
+            result["flood"] = _stop_flooder(flooder)
+    finally:
+        if flooder is not None:
+            _reap(flooder)
+        server.close()
+    if result.get("ok"):
+        result["value"] = result["median_us"] / 1000
+        result["p99_ms"] = result["p99_us"] / 1000
+        flood = result.get("flood", {})
+        if flood.get("seconds"):
+            # How much flood the server took in: one that stops reading the
+            # flooder (TCP backpressure) is hit less; read both rows.
+            result["flood_rate"] = flood.get("frames", 0) / flood["seconds"]
+    return result
+
+
+def _stop_flooder(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    """Stop the flooder; its report (bytes, frames, reconnections)."""
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        line = _readline(proc, 10)
+        return dict(json.loads(line)) if line.startswith("{") else {"error": line or "no report"}
+    except (OSError, ValueError) as exc:
+        return {"error": str(exc)}
+
+
 def _settled_rss(pid: int) -> int:
     """RSS once it stopped moving (the server may still finish handshakes)."""
     time.sleep(0.5)
@@ -292,6 +413,14 @@ def summarise(results: list[dict[str, Any]], impls: list[str], pairings: list[st
                                 max=max(values))
                     if sc.kind == "rtt":
                         cell["p99"] = statistics.median(r["result"]["p99_us"] for r in ok)
+                    if sc.kind == "flood":
+                        cell["p99"] = statistics.median(r["result"]["p99_ms"] for r in ok)
+                        if sc.flood:
+                            cell["rate"] = statistics.median(
+                                r["result"].get("flood_rate", 0.0) for r in ok)
+                        # Did the server cut the flooder off (it reconnects)?
+                        cell["cut"] = sum(r["result"].get("flood", {}).get("reconnects", 0)
+                                          for r in ok)
                 per_impl[impl] = cell
             ratios: dict[str, Any] = {}
             base = {r["round"]: r["result"] for r in rows
@@ -307,7 +436,8 @@ def summarise(results: list[dict[str, Any]], impls: list[str], pairings: list[st
                     # Ratios read "wsstream / peer" of a rate: > 1 is wsstream
                     # ahead. Round trips compare rates (1 / median latency);
                     # memory compares bytes per connection (< 1 is better).
-                    rs.append(theirs / ours if sc.kind == "rtt" else ours / theirs)
+                    latency = sc.kind in ("rtt", "flood")
+                    rs.append(theirs / ours if latency else ours / theirs)
                 if rs:
                     ratios[impl] = {"median": statistics.median(rs), "min": min(rs),
                                     "max": max(rs), "n": len(rs)}
@@ -328,6 +458,10 @@ def _fmt_value(sc: Scenario, cell: dict[str, Any] | None) -> str:
         text = f"{m:,.0f}"
     elif sc.kind == "rtt":
         text = f"{m:,.0f} ({cell['p99']:,.0f})"
+    elif sc.kind == "flood":
+        text = f"{m:,.1f} ({cell['p99']:,.1f})"
+        if cell.get("cut"):
+            text += f" (flooder cut off {cell['cut']}x)"
     elif sc.kind == "stream":
         text = f"{m:,.0f}"
     else:
@@ -338,12 +472,25 @@ def _fmt_value(sc: Scenario, cell: dict[str, Any] | None) -> str:
     return text
 
 
+def _fmt_rate(cell: dict[str, Any] | None) -> str:
+    if not cell or "rate" not in cell:
+        return "-"
+    return f"{cell['rate'] / 1000:,.0f}"
+
+
 def _fmt_ratio(r: dict[str, Any] | None) -> str:
     if not r:
         return "-"
+
+    def num(x: float) -> str:
+        # Ratios under a flood span 1e-4 to 1e4: keep two significant digits.
+        if x >= 1000:
+            return f"{x:,.0f}"
+        return f"{x:.2f}" if x >= 0.01 else f"{x:.2g}"
+
     if r["n"] == 1:
-        return f"{r['median']:.2f}"
-    return f"{r['median']:.2f} ({r['min']:.2f}-{r['max']:.2f})"
+        return num(r["median"])
+    return f"{num(r['median'])} ({num(r['min'])}-{num(r['max'])})"
 
 
 PAIRING_TEXT = {
@@ -351,8 +498,8 @@ PAIRING_TEXT = {
               "client (asyncio, Cython), so only the server differs; the raw-trio floors are "
               "driven by a raw asyncio client with the same loop.",
     "self": "**self-paired**: each implementation's own client against its own server "
-            "(the raw-trio floors: a raw trio client); the idle-memory rows use the same "
-            "raw-socket client in both pairings.",
+            "(the raw-trio floors: a raw trio client); the idle-memory and flood rows use "
+            "the same raw-socket clients in both pairings.",
 }
 
 
@@ -360,6 +507,12 @@ def markdown(summary: dict[str, Any], impls: list[str], pairings: list[str],
              scenarios: list[Scenario], rounds: int) -> str:
     out: list[str] = []
     for pairing in pairings:
+        if not any(
+            f"{pairing}/{sc.name}" in summary
+            and not (pairing == "self" and sc.client_free and "shared" in pairings)
+            for sc in scenarios
+        ):
+            continue  # every scenario ran in the other pairing
         out.append(f"### Pairing: {pairing}\n")
         out.append(PAIRING_TEXT[pairing] + f" Median of {rounds} round(s).\n")
         out.append("| scenario | unit | " + " | ".join(impls) + " |")
@@ -368,25 +521,29 @@ def markdown(summary: dict[str, Any], impls: list[str], pairings: list[str],
             entry = summary.get(f"{pairing}/{sc.name}")
             if not entry:
                 continue
-            if pairing == "self" and sc.kind == "idle" and "shared" in pairings:
+            if pairing == "self" and sc.client_free and "shared" in pairings:
                 continue  # identical setup to the shared pairing
             cells = [_fmt_value(sc, entry["values"].get(impl)) for impl in impls]
             out.append(f"| {sc.label()} | {sc.unit()} | " + " | ".join(cells) + " |")
+            if sc.kind == "flood" and sc.flood:
+                rates = [_fmt_rate(entry["values"].get(impl)) for impl in impls]
+                out.append("| ↳ flood frames the server took in | k frames/s | "
+                           + " | ".join(rates) + " |")
         peers = [i for i in impls if i != "wsstream"]
         if "wsstream" in impls and peers:
             out.append("")
             out.append("Ratio wsstream / peer, median (min-max) over rounds: for msgs/s and "
                        "MB/s, > 1 means wsstream is faster; for round trips it is the ratio of "
                        "round-trip rates (peer latency / wsstream latency), > 1 means wsstream "
-                       "is faster; for memory it is the ratio of KiB per connection, < 1 means "
-                       "wsstream uses less.\n")
+                       "is faster, and so for connect+echo under a flood; for memory it is "
+                       "the ratio of KiB per connection, < 1 means wsstream uses less.\n")
             out.append("| scenario | " + " | ".join(peers) + " |")
             out.append("|---|" + "---:|" * len(peers))
             for sc in scenarios:
                 entry = summary.get(f"{pairing}/{sc.name}")
                 if not entry:
                     continue
-                if pairing == "self" and sc.kind == "idle" and "shared" in pairings:
+                if pairing == "self" and sc.client_free and "shared" in pairings:
                     continue
                 cells = [_fmt_ratio(entry["ratios"].get(p)) for p in peers]
                 out.append(f"| {sc.label()} | " + " | ".join(cells) + " |")
@@ -547,7 +704,7 @@ def render(path: Path, out_dir: Path, with_plot: bool) -> int:
     pairings = [p for p in ("shared", "self") if any(r["pairing"] == p for r in results)]
     counts = {r["scenario"]: r["count"] for r in results}
     scenarios = [
-        (Scenario(sc.name, sc.kind, count=counts[sc.name]) if sc.kind == "idle" else sc)
+        (replace(sc, count=counts[sc.name]) if sc.kind == "idle" else sc)
         for sc in SCENARIOS if sc.name in counts
     ]
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -598,7 +755,7 @@ def main(argv: list[str] | None = None) -> int:
     counts = {sc.name: max(1, round((sc.quick if args.quick else sc.count) * args.scale))
               for sc in scenarios}
     # Labels say the number of idle connections actually held.
-    scenarios = [Scenario(sc.name, sc.kind, count=counts[sc.name]) if sc.kind == "idle" else sc
+    scenarios = [replace(sc, count=counts[sc.name]) if sc.kind == "idle" else sc
                  for sc in scenarios]
     rounds = args.rounds or (1 if args.quick else 3)
     timeout = args.timeout or (20.0 if args.quick else 30.0)
@@ -617,12 +774,15 @@ def main(argv: list[str] | None = None) -> int:
     for rnd in range(rounds):
         for sc in scenarios:
             for pairing in pairings:
-                if sc.kind == "idle" and pairing == "self" and "shared" in pairings:
+                if sc.client_free and pairing == "self" and "shared" in pairings:
                     continue  # the same raw-socket client either way
                 shift = rnd % len(impls)
                 for impl in impls[shift:] + impls[:shift]:
+                    if sc.websocket_only and impl in RAW_IMPLS:
+                        continue
                     count = counts[sc.name]
-                    client = "memclient" if sc.kind == "idle" else client_for(impl, pairing)
+                    client = ({"idle": "memclient", "flood": "connectecho"}.get(sc.kind)
+                              or client_for(impl, pairing))
                     result = measure(impl, client, sc, count, timeout)
                     results.append({"round": rnd, "pairing": pairing, "scenario": sc.name,
                                     "impl": impl, "client": client, "count": count,
@@ -630,7 +790,7 @@ def main(argv: list[str] | None = None) -> int:
                     shown = (f"{result['value']:,.1f}" if result.get("ok")
                              else ("deadlock/timeout" if result.get("error") == "timeout"
                                    else f"ERROR {result.get('error')}"))
-                    print(f"round {rnd + 1}/{rounds}  {pairing:6}  {sc.name:15} "
+                    print(f"round {rnd + 1}/{rounds}  {pairing:6}  {sc.name:22} "
                           f"{impl:18} {shown}", flush=True)
 
     env["load_end"] = _loadavg()

@@ -1,9 +1,11 @@
 """Benchmark servers: ``python -m benchmarks.servers IMPL MODE``.
 
 Listens on 127.0.0.1 on a free port, prints ``PORT <n>`` and serves until
-killed. MODE is ``echo`` (every message is sent back, same type) or ``sink``
+killed. MODE is ``echo`` (every message is sent back, same type), ``sink``
 (messages are consumed; only short ones, the client's end marker, are sent
-back).
+back) or ``defaults``: an echo with every setting at the library's default
+(compression, keepalive, message size), as a user who changes nothing gets;
+the other two use the harness's settings (common.py).
 """
 
 from __future__ import annotations
@@ -15,6 +17,11 @@ from .common import MARKER_MAX, MAX_SIZE, emit, raise_nofile_limit
 
 def _is_marker(message: str | bytes) -> bool:
     return len(message) < MARKER_MAX
+
+
+def _settings(mode: str, **harness: object) -> dict[str, object]:
+    """The harness's settings, or none at all in ``defaults`` mode."""
+    return {} if mode == "defaults" else harness
 
 
 # --------------------------------------------------------------------- trio
@@ -46,9 +53,10 @@ def serve_wsstream(mode: str) -> None:
         async with trio.open_nursery() as nursery:
             listeners = await nursery.start(
                 lambda task_status: wsstream.serve(
-                    echo if mode == "echo" else sink, "127.0.0.1", 0,
-                    task_status=task_status, compression=None, ping_interval=None,
-                    max_message_size=MAX_SIZE,
+                    sink if mode == "sink" else echo, "127.0.0.1", 0,
+                    task_status=task_status,
+                    **_settings(mode, compression=None, ping_interval=None,
+                                max_message_size=MAX_SIZE),
                 )
             )
             emit(f"PORT {listeners[0].socket.getsockname()[1]}")
@@ -76,7 +84,7 @@ def _websockets_handler(mode: str):  # type: ignore[no-untyped-def]
         except ConnectionClosed:
             pass
 
-    return echo if mode == "echo" else sink
+    return sink if mode == "sink" else echo
 
 
 def serve_websockets_trio(mode: str) -> None:
@@ -89,9 +97,8 @@ def serve_websockets_trio(mode: str) -> None:
         async with trio.open_nursery() as nursery:
             server = await nursery.start(
                 lambda task_status: serve(
-                    handler, 0, host="127.0.0.1",
-                    compression=None, ping_interval=None, max_size=MAX_SIZE,
-                    task_status=task_status,
+                    handler, 0, host="127.0.0.1", task_status=task_status,
+                    **_settings(mode, compression=None, ping_interval=None, max_size=MAX_SIZE),
                 )
             )
             emit(f"PORT {server.listeners[0].socket.getsockname()[1]}")
@@ -108,7 +115,7 @@ def serve_trio_websocket(mode: str) -> None:
         try:
             while True:
                 message = await ws.get_message()
-                if mode == "echo" or _is_marker(message):
+                if mode != "sink" or _is_marker(message):
                     await ws.send_message(message)
         except ConnectionClosed:
             pass
@@ -117,8 +124,8 @@ def serve_trio_websocket(mode: str) -> None:
         async with trio.open_nursery() as nursery:
             server = await nursery.start(
                 lambda task_status: serve_websocket(
-                    handler, "127.0.0.1", 0, None, max_message_size=MAX_SIZE,
-                    task_status=task_status,
+                    handler, "127.0.0.1", 0, None, task_status=task_status,
+                    **_settings(mode, max_message_size=MAX_SIZE),
                 )
             )
             emit(f"PORT {server.port}")
@@ -226,7 +233,7 @@ def serve_websockets_asyncio(mode: str) -> None:
     async def main() -> None:
         async with serve(
             handler, "127.0.0.1", 0,
-            compression=None, ping_interval=None, max_size=MAX_SIZE,
+            **_settings(mode, compression=None, ping_interval=None, max_size=MAX_SIZE),
         ) as server:
             emit(f"PORT {server.sockets[0].getsockname()[1]}")
             await asyncio.Future()
@@ -255,7 +262,7 @@ def serve_picows(mode: str) -> None:
             if frame.fin and not self.parts:
                 # The common case: an unfragmented message, echoed from the
                 # receive buffer without a copy.
-                if mode == "echo" or frame.payload_size < MARKER_MAX:
+                if mode != "sink" or frame.payload_size < MARKER_MAX:
                     transport.send(t, frame.get_payload_as_memoryview())
                 return
             if t is not WSMsgType.CONTINUATION:
@@ -264,12 +271,12 @@ def serve_picows(mode: str) -> None:
             if frame.fin:
                 message = b"".join(self.parts)
                 self.parts = []
-                if mode == "echo" or len(message) < MARKER_MAX:
+                if mode != "sink" or len(message) < MARKER_MAX:
                     transport.send(self.type, message)
 
     async def main() -> None:
         server = await ws_create_server(
-            lambda request: Echo(), "127.0.0.1", 0, max_frame_size=MAX_SIZE
+            lambda request: Echo(), "127.0.0.1", 0, **_settings(mode, max_frame_size=MAX_SIZE)
         )
         emit(f"PORT {server.sockets[0].getsockname()[1]}")
         await server.serve_forever()
@@ -291,7 +298,7 @@ SERVERS = {
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     impl, mode = argv
-    if mode not in ("echo", "sink"):
+    if mode not in ("echo", "sink", "defaults"):
         raise SystemExit(f"unknown mode {mode!r}")
     raise_nofile_limit()
     SERVERS[impl](mode)

@@ -33,3 +33,34 @@ def test_harness_wsstream_only(tmp_path: Path, capsys: pytest.CaptureFixture[str
     md = (tmp_path / "results.md").read_text()
     assert "| echo 32 B text, 64 in flight | msgs/s |" in md
     assert "idle memory, 50 conns" in md
+
+
+def test_harness_flood_and_default_idle_scenarios(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # One sample of connect-and-echo under a flood of empty continuations
+    # (a second or so against today's engine), 50 connections offering
+    # deflate with one message each way; the raw floors are skipped there.
+    scenarios = "flood-cont,idle-deflate-msg-1000"
+    code = run.main([
+        "--quick", "--impls", "wsstream,raw-trio", "--pairing", "shared,self",
+        "--scenarios", scenarios, "--scale", "0.05", "--timeout", "20", "--no-plot",
+        "--out", str(tmp_path),
+    ])
+    data = json.loads((tmp_path / "results.json").read_text())
+    results = data["results"]
+    # Client-free scenarios run once (shared pairing), for wsstream only.
+    assert sorted((r["scenario"], r["impl"], r["pairing"]) for r in results) == [
+        ("flood-cont", "wsstream", "shared"),
+        ("idle-deflate-msg-1000", "wsstream", "shared"),
+    ]
+    for r in results:
+        assert r["result"]["ok"], r
+        assert r["result"]["value"] > 0
+    flood = next(r["result"] for r in results if r["scenario"] == "flood-cont")
+    assert flood["flood"]["frames"] > 0  # the flooder did flood
+    assert code == 0
+    md = (tmp_path / "results.md").read_text()
+    assert "| connect+echo, flood of empty continuation frames | ms median (p99) |" in md
+    assert "| ↳ flood frames the server took in | k frames/s |" in md
+    assert "idle memory, 50 conns, defaults, deflate offered, 1 msg each way" in md
