@@ -1,10 +1,11 @@
 """Regression tests for the six defects of issue 12, through the public API.
 
-Each test fails on 82341ab for the reason the issue gives, and is marked
-``xfail(strict=True)`` until the new protocol core and engine land (the
-lead removes the marks then). None asserts on time: fairness is counted in
-scheduler passes, memory in bytes (``statistics()`` and ``tracemalloc``),
-and the others on the bytes and outcomes themselves.
+Each test failed on 82341ab (the engine on websockets' Protocol) for the
+reason the issue gives, and passes on the engine on wsstream's own core
+(eb756d0); what each one saw on 82341ab is in its comments. None asserts on
+time: fairness is counted in scheduler passes, memory in bytes
+(``statistics()`` and ``tracemalloc``), the others on the bytes and the
+outcomes themselves.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import struct
 import tracemalloc
 from collections.abc import Awaitable, Callable
 
-import pytest
 import trio
 import trio.lowlevel
 import trio.testing
@@ -80,7 +80,7 @@ async def _probe_while_flooded(flood: bytes, end: bytes) -> tuple[int, str | byt
             await trio.lowlevel.checkpoint()
         raise AssertionError("the message never came")
 
-    with trio.fail_after(120):  # wide: the flood takes under a second today
+    with trio.fail_after(120):  # wide: the flood takes under a second
         async with trio.open_nursery() as nursery:
             peer, _ = await open_server(nursery, handler, ping_interval=None)
             # Reads everything the server writes (pongs for the ping flood,
@@ -113,15 +113,11 @@ def _assert_fair(iterations: int, frames: int) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12: one read is parsed in one go (empty continuation frames starve "
-    "other tasks); fixed by the new core",
-)
 async def test_a_flood_of_empty_continuation_frames_lets_other_tasks_run() -> None:
     # A message started with fin=0 and never finished, except by the last
     # frame: no payload piles up, so neither read_limit nor
-    # max_message_size ever trips.
+    # max_message_size ever trips. On 82341ab each 64 KiB read was parsed
+    # in one go: the probe ran 31 times for 100,002 frames (1,484 wanted).
     # One masking key for the whole flood, so it is built by repetition (the
     # server cannot tell; fresh keys only matter against proxies).
     key = os.urandom(4)
@@ -131,12 +127,8 @@ async def test_a_flood_of_empty_continuation_frames_lets_other_tasks_run() -> No
     _assert_fair(iterations, FLOOD_FRAMES + 2)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12: one read is parsed in one go (1-byte fragments starve other "
-    "tasks); fixed by the new core",
-)
 async def test_a_flood_of_one_byte_fragments_lets_other_tasks_run() -> None:
+    # On 82341ab: 34 probe iterations for 100,002 frames.
     key = os.urandom(4)
     flood = frame(TEXT, b"a", fin=False) + frame(CONT, b"a", fin=False, key=key) * FLOOD_FRAMES
     iterations, message = await _probe_while_flooded(flood, frame(CONT, b"a", fin=True))
@@ -144,12 +136,8 @@ async def test_a_flood_of_one_byte_fragments_lets_other_tasks_run() -> None:
     _assert_fair(iterations, FLOOD_FRAMES + 2)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12: one read is parsed in one go (a ping flood starves other "
-    "tasks); fixed by the new core",
-)
 async def test_a_flood_of_pings_lets_other_tasks_run() -> None:
+    # On 82341ab: 31 probe iterations for 100,001 frames.
     key = os.urandom(4)
     flood = frame(PING, b"", key=key) * FLOOD_FRAMES
     iterations, message = await _probe_while_flooded(flood, frame(TEXT, b"end"))
@@ -174,12 +162,9 @@ SLACK = 4 * 1024
 CONSTANT = 160 * 1024
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12: read_limit does not bound decoded data (one read inflates every "
-    "message in it); fixed by the new core",
-)
 async def test_a_burst_of_compressed_messages_is_decoded_only_up_to_read_limit() -> None:
+    # On 82341ab one read inflated the whole burst: 13,113,600 bytes decoded
+    # and waiting (read_limit 64 KiB), tracemalloc +13.1 MB.
     stats: list[wsstream.Statistics] = []
     go = trio.Event()
     received: list[bytes] = []
@@ -212,7 +197,7 @@ async def test_a_burst_of_compressed_messages_is_decoded_only_up_to_read_limit()
             with measure() as growth:
                 await peer.stream.send_all(burst)
                 # Everyone blocked: the server read what it was going to read
-                # (all of it today; up to read_limit once reading pauses).
+                # (all of it on 82341ab; up to the budget once reading pauses).
                 await trio.testing.wait_all_tasks_blocked()
                 held = tracemalloc.get_traced_memory()[0] - growth.base
                 go.set()
@@ -232,7 +217,7 @@ async def test_a_burst_of_compressed_messages_is_decoded_only_up_to_read_limit()
 
 #: Exactly the default max_message_size. Random bytes do not deflate: the
 #: compressed frame is longer than the message (by about 2.5 KiB with
-#: wsstream's memLevel 5 today: 1,051,142 bytes).
+#: websockets' deflate at memLevel 5, as 82341ab used it: 1,051,142 bytes).
 LIMIT_SIZED = 2**20
 
 
@@ -259,12 +244,9 @@ async def _default_pair(
                 await client_body(wss)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12: max_message_size is checked on the compressed frame (the server "
-    "refuses a 1 MiB random message with 1009); fixed by the new core",
-)
 async def test_the_server_accepts_an_incompressible_message_of_max_message_size() -> None:
+    # On 82341ab the client saw CloseInfo(1009, 'frame with 1051142 bytes
+    # exceeds limit of 1048576 bytes').
     message = os.urandom(LIMIT_SIZED)
 
     async def handler(wss: wsstream.WebSocketStream) -> None:
@@ -286,12 +268,9 @@ async def test_the_server_accepts_an_incompressible_message_of_max_message_size(
     await _default_pair(handler, client_body)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12: max_message_size is checked on the compressed frame (the client "
-    "refuses a 1 MiB random message with 1009); fixed by the new core",
-)
 async def test_the_client_accepts_an_incompressible_message_of_max_message_size() -> None:
+    # On 82341ab the client failed the connection: WebSocketError 1009,
+    # 'frame with 1051139 bytes exceeds limit of 1048576 bytes'.
     message = os.urandom(LIMIT_SIZED)
 
     async def handler(wss: wsstream.WebSocketStream) -> None:
@@ -320,7 +299,7 @@ BIG = 2**20
 #: write of a 1 MiB frame stops part-way (loopback buffers otherwise grow to
 #: several MiB).
 PEER_BUFFER = 4096
-#: Runs: each exposes the defect with probability about 1/2 today (below).
+#: Runs: each exposed the defect with probability about 1/2 on 82341ab.
 PARTIAL_RUNS = 16
 
 
@@ -386,18 +365,14 @@ async def _one_partial_write_run(listener: socket.socket, message: bytes) -> lis
     return parse_frames(bytes(received))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12: the tail of a partly written frame is dropped when the peer's "
-    "Close arrives, and the Close echo follows half a frame; fixed by the new core",
-)
 async def test_a_partly_written_frame_is_finished_before_the_close_echo() -> None:
-    # How it fails today: Outbox.write_now (plain-socket fast path) leaves
-    # the rest of the frame queued as a view; the flusher lets the user run
-    # once (an unread message); the reader, having yielded once after the
-    # Close, settles it and drop_pending() forgets that view, then queues
-    # the Close echo. Whether the reader settles before the flusher takes the
-    # view depends on trio's batch order (about 1 run in 2), hence the runs.
+    # How it failed on 82341ab (a frame with 18,418 of its 1,048,576 payload
+    # bytes, then the Close echo): the direct write (plain-socket fast path)
+    # left the rest of the frame queued as a view; the flusher let the user
+    # run once (an unread message); the reader, having yielded once after the
+    # Close, settled it and drop_pending() forgot that view, then queued the
+    # Close echo. Whether the reader settled before the flusher took the view
+    # depended on trio's batch order (about 1 run in 2), hence the runs.
     message = os.urandom(BIG)
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     with listener:
@@ -478,7 +453,7 @@ async def _send_read_echo_close(wss: wsstream.WebSocketStream) -> None:
     assert await wss.closed == (1000, "")
 
 
-# What was tried (82341ab, 50 runs each, the server's `closed` recorded): a
+# What was tried (82341ab, 50 and 100 runs each, the server's `closed` recorded): a
 # wsstream client sending a message and closing right after reading the echo,
 # pipelined echoes then a close, server-sent messages then the client's close,
 # and an echo followed by the handler's own close, over memory_stream_pair,
@@ -492,12 +467,9 @@ async def _send_read_echo_close(wss: wsstream.WebSocketStream) -> None:
 # the reader yields once, and the write still looks unfinished, every time.
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12: the reader yields once and hopes the write was accounted (a clean "
-    "close is reported as 'messages still unsent'); fixed by the new core",
-)
 async def test_a_close_right_after_our_last_write_is_clean_over_memory_streams() -> None:
+    # On 82341ab: 50 of 50 "the peer closed the connection with messages
+    # still unsent" (1000), here and over TLS.
     outcomes: list[wsstream.CloseInfo | wsstream.WebSocketError] = []
     handler = await _echo_then_closed(outcomes)
     with trio.fail_after(60):
@@ -513,11 +485,6 @@ async def test_a_close_right_after_our_last_write_is_clean_over_memory_streams()
     assert not unclean, f"{len(unclean)} of {CLOSE_RUNS} reported unclean: {unclean[0]!r}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12: the reader yields once and hopes the write was accounted (a clean "
-    "close is reported as 'messages still unsent'); fixed by the new core",
-)
 async def test_a_close_right_after_our_last_write_is_clean_over_tls(
     tls_contexts: TlsContexts,
 ) -> None:
@@ -613,14 +580,11 @@ async def _idle_bytes_per_connection(serve_one: ServeOne, offer: str | None) -> 
     return held / IDLE_CONNECTIONS, extensions
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12: the zlib contexts are made at the handshake (an idle connection "
-    "with deflate offered costs about 4x the headline); fixed by the new core",
-)
 async def test_an_idle_connection_with_deflate_offered_costs_at_most_16_kib() -> None:
     # Measured net of the memory-stream harness (the null server's cost), as
-    # the benchmark's RSS leaves out the kernel's socket buffers.
+    # the benchmark's RSS leaves out the kernel's socket buffers. On 82341ab:
+    # 62.3 KiB per connection with the offer (59.1 net), 16.5 without (13.3
+    # net), the null server 3.2.
     offered, extensions = await _idle_bytes_per_connection(_wsstream_server, DEFLATE_OFFER)
     assert extensions.startswith("permessage-deflate"), extensions
     plain, _ = await _idle_bytes_per_connection(_wsstream_server, None)
