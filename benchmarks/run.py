@@ -170,7 +170,7 @@ class Server:
     def __init__(self, impl: str, mode: str) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "benchmarks.servers", impl, mode],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            cwd=_cwd(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
             env=_env(),
         )
         line = _readline(self.proc, 30)
@@ -195,6 +195,14 @@ def _reap(proc: subprocess.Popen[str]) -> None:
 #: Set by --wsstream-ref: a directory holding that commit's wsstream package,
 #: put first on the children's path so they import it instead of the installed one.
 WSSTREAM_DIR: str | None = None
+
+
+def _cwd() -> Path:
+    """Where the children run. ``python -m`` puts its working directory
+    first on sys.path, ahead of PYTHONPATH: run from ROOT, a child imports
+    the working tree's wsstream whatever --wsstream-ref exported, so run from
+    the export then (``benchmarks`` comes from ROOT, on PYTHONPATH)."""
+    return Path(WSSTREAM_DIR) if WSSTREAM_DIR else ROOT
 
 
 def _env() -> dict[str, str]:
@@ -234,7 +242,7 @@ def measure(impl: str, client: str, sc: Scenario, count: int, timeout: float) ->
         try:
             out = subprocess.run(
                 [sys.executable, "-m", "benchmarks.clients", client, url, json.dumps(spec)],
-                cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout + 15,
+                cwd=_cwd(), env=_env(), capture_output=True, text=True, timeout=timeout + 15,
             )
         except subprocess.TimeoutExpired:
             return {"ok": False, "error": "timeout"}
@@ -267,7 +275,7 @@ def measure_idle(impl: str, count: int, timeout: float, server_mode: str = "echo
     def connect(n: int) -> subprocess.Popen[str] | str:
         proc = subprocess.Popen(
             [sys.executable, "-m", "benchmarks.memclient", str(server.port), str(n), mode],
-            cwd=ROOT, env=_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            cwd=_cwd(), env=_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL, text=True,
         )
         clients.append(proc)
@@ -328,7 +336,7 @@ def measure_flood(impl: str, kind: str, count: int, timeout: float) -> dict[str,
             flooder = subprocess.Popen(
                 [sys.executable, "-m", "benchmarks.flooder", str(server.port), kind,
                  str(timeout + 30)],
-                cwd=ROOT, env=_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                cwd=_cwd(), env=_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL, text=True,
             )
             line = _readline(flooder, 20)
@@ -339,7 +347,7 @@ def measure_flood(impl: str, kind: str, count: int, timeout: float) -> dict[str,
             out = subprocess.run(
                 [sys.executable, "-m", "benchmarks.connectecho", str(server.port), str(count),
                  str(timeout)],
-                cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout + 15,
+                cwd=_cwd(), env=_env(), capture_output=True, text=True, timeout=timeout + 15,
             )
         except subprocess.TimeoutExpired:
             return {"ok": False, "error": "timeout"}
