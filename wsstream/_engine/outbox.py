@@ -154,7 +154,7 @@ class Outbox:
             n = sum(map(_length, self._data))
             self.size -= n
             self.data_pending -= n
-            self._data.clear()
+        self._data = None
         if self._senders:
             self._senders.unpark_all()
 
@@ -201,6 +201,11 @@ class Outbox:
                 self._data.popleft()  # type: ignore[union-attr]
             else:
                 self._close = None
+        # Empty deques go: 0.75 KiB each on every connection that ever sent.
+        if not self._control:
+            self._control = None
+        if not self._data:
+            self._data = None
 
     def _account(self, kind: int, n: int) -> None:
         if kind == _DATA:
