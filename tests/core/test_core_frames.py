@@ -415,9 +415,9 @@ def test_the_unparsed_rest_of_a_borrowed_read_is_kept() -> None:
 
 
 def test_large_payload_buffers_are_reused_and_the_spares_are_bounded() -> None:
-    from wsstream._protocol import core as core_module
+    from wsstream._protocol import buffers as core_module
 
-    spares = core_module._spare
+    spares = core_module.spare
     spares.buffers.clear()
     spares.total = 0
     receiver = server(max_message_size=None)

@@ -38,10 +38,10 @@ stands and, in the end, how it ended.
 
 from __future__ import annotations
 
-import codecs
-import threading
 import zlib
 
+from .assembly import Assembly
+from .buffers import spare as _spare
 from .deflate import DeflateParams, Deflater, Inflater, TooBig
 from .frames import (
     BINARY,
@@ -64,43 +64,9 @@ __all__ = ["BIG_FRAME", "Core", "wire_limit"]
 #: buffer of their own size (see the module docstring).
 BIG_FRAME = 16 * 1024
 
-#: Spare payload buffers kept for reuse, per thread: at most this many bytes
-#: in all, none larger than the second figure. A fresh megabyte costs about
-#: half a millisecond of page faults when first written on a VM; a reused
-#: one, nothing.
-SPARE_TOTAL = 8 * 2**20
-SPARE_EACH = 4 * 2**20
-
-
-class _Spares(threading.local):
-    """Buffers for large payloads, handed from one frame to the next."""
-
-    def __init__(self) -> None:
-        self.buffers: list[bytearray] = []
-        self.total = 0
-
-    def take(self, size: int) -> bytearray:
-        best = None
-        for i, buffer in enumerate(self.buffers):
-            if len(buffer) >= size and (best is None or len(buffer) < len(self.buffers[best])):
-                best = i
-        if best is None:
-            return bytearray(size)
-        buffer = self.buffers.pop(best)
-        self.total -= len(buffer)
-        return buffer
-
-    def give(self, buffer: bytearray) -> None:
-        if len(buffer) <= SPARE_EACH and self.total + len(buffer) <= SPARE_TOTAL:
-            self.buffers.append(buffer)
-            self.total += len(buffer)
-
-
-_spare = _Spares()
 
 _OPEN = Phase.OPEN
 _LOCAL_CLOSING = Phase.LOCAL_CLOSING
-_utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
 
 def wire_limit(max_message_size: int | None) -> int | None:
@@ -128,18 +94,13 @@ class Core:
         "_borrowed",
         "_buf",
         "_client",
-        "_decoder",
         "_deflater",
         "_eof",
         "_inflater",
         "_max_size",
         "_max_wire",
-        "_msg_compressed",
-        "_msg_opcode",
-        "_msg_size",
-        "_msg_wire",
+        "_message",
         "_out",
-        "_parts",
         "eof_wanted",
         "lifecycle",
         "messages",
@@ -169,12 +130,7 @@ class Core:
         # The fragmented message being assembled: its opcode (0: none),
         # whether compressed, decoded and wire sizes, the pieces, and the
         # UTF-8 decoder of a text message.
-        self._msg_opcode = 0
-        self._msg_compressed = False
-        self._msg_size = 0
-        self._msg_wire = 0
-        self._parts: list[bytes] | list[str] | None = None
-        self._decoder: codecs.IncrementalDecoder | None = None
+        self._message: Assembly | None = None
         self.messages: list[str | bytes] = []
         self.pongs: list[bytes] = []
         self.pings_received = 0
@@ -342,7 +298,7 @@ class Core:
                 if (
                     head & 0xF0 == 0x80
                     and 0 < opcode < 3  # TEXT or BINARY
-                    and not self._msg_opcode
+                    and self._message is None
                 ):
                     # The common case: a whole, uncompressed message in one
                     # frame (size already checked by _check).
@@ -408,20 +364,21 @@ class Core:
             return 1002, f"reserved opcode {opcode}"
         if length >> 63:
             return 1002, "a frame length with the most significant bit set"
+        message = self._message
         if opcode == CONT:
-            if not self._msg_opcode:
+            if message is None:
                 return 1002, "a continuation frame outside a message"
-            compressed = self._msg_compressed
+            compressed = message.compressed
         else:
-            if self._msg_opcode:
+            if message is not None:
                 return 1002, "a new message before the previous one ended"
             compressed = bool(head & 0x40)
         if compressed:
             limit = self._max_wire
-            so_far = self._msg_wire if opcode == CONT else 0
+            so_far = message.wire if message is not None else 0
         else:
             limit = self._max_size
-            so_far = self._msg_size if opcode == CONT else 0
+            so_far = message.size if message is not None else 0
         if limit is not None and so_far + length > limit:
             return 1009, f"message over {self._max_size} bytes"
         return None
@@ -452,72 +409,26 @@ class Core:
         """Everything but a whole uncompressed message; returns the decoded
         bytes it added to messages (for the decode budget)."""
         opcode = head & 0x0F
-        fin = head & 0x80
         if opcode >= CLOSE:
             self._control(opcode, payload)
             return 0
-        if opcode != CONT:
-            self._msg_opcode = opcode
-            self._msg_compressed = bool(head & 0x40)
-            self._msg_size = 0
-            self._msg_wire = 0
-        opcode = self._msg_opcode
-        self._msg_wire += len(payload)
-        data: bytes | bytearray | memoryview = payload
-        if self._msg_compressed:
-            assert self._inflater is not None
-            room = None if self._max_size is None else self._max_size - self._msg_size
-            try:
-                data = self._inflater.feed(payload, bool(fin), room)
-            except TooBig:
-                self.fail(1009, f"message over {self._max_size} bytes")
-                return 0
-            except zlib.error:
-                self.fail(1007, "invalid compressed data")
-                return 0
-        size = len(data)
-        self._msg_size += size
-        if fin and self._parts is None:
-            # A whole message in one frame (compressed, or a large one).
-            self._msg_opcode = 0
-            if opcode == TEXT:
-                try:
-                    self.messages.append(str(data, "utf-8"))
-                except UnicodeDecodeError as exc:
-                    self.fail(1007, f"invalid UTF-8: {exc.reason}")
-                    return 0
-            else:
-                self.messages.append(data if type(data) is bytes else bytes(data))
-            return size
-        if opcode == TEXT:
-            decoder = self._decoder
-            if decoder is None:
-                decoder = self._decoder = _utf8_decoder()
-                self._parts = []
-            try:
-                # Fails as soon as the bytes cannot begin valid UTF-8, not
-                # at the end of the message.
-                piece = decoder.decode(data, bool(fin))
-            except UnicodeDecodeError as exc:
-                self.fail(1007, f"invalid UTF-8: {exc.reason}")
-                return 0
-            if piece:
-                self._parts.append(piece)  # type: ignore[union-attr, arg-type]
-        else:
-            if self._parts is None:
-                self._parts = []
-            self._parts.append(data if type(data) is bytes else bytes(data))  # type: ignore[arg-type]
-        if not fin:
-            return size
-        parts = self._parts
-        self._parts = None
-        self._decoder = None
-        self._msg_opcode = 0
-        assert parts is not None
-        if opcode == TEXT:
-            self.messages.append("".join(parts))  # type: ignore[arg-type]
-        else:
-            self.messages.append(b"".join(parts))  # type: ignore[arg-type]
+        message = self._message
+        if opcode != CONT or message is None:
+            message = self._message = Assembly(opcode == TEXT, bool(head & 0x40))
+        try:
+            size, whole = message.add(payload, bool(head & 0x80), self._inflater, self._max_size)
+        except TooBig:
+            self.fail(1009, f"message over {self._max_size} bytes")
+            return 0
+        except zlib.error:
+            self.fail(1007, "invalid compressed data")
+            return 0
+        except UnicodeDecodeError as exc:
+            self.fail(1007, f"invalid UTF-8: {exc.reason}")
+            return 0
+        if whole is not None:
+            self._message = None
+            self.messages.append(whole)
         return size
 
     def _control(self, opcode: int, payload: bytes | bytearray | memoryview) -> None:
@@ -556,9 +467,7 @@ class Core:
         self._discard_input()
 
     def _drop_message(self) -> None:
-        self._msg_opcode = 0
-        self._parts = None
-        self._decoder = None
+        self._message = None
 
     def _discard_input(self) -> None:
         self._buf = b""
@@ -593,13 +502,13 @@ class Core:
 
     def send_text(self, data: bytes | bytearray | memoryview) -> tuple[bytes, ...]:
         """A text message (``data`` is its UTF-8) as chunks to write."""
-        return self._message(TEXT, data)
+        return self._encode(TEXT, data)
 
     def send_binary(self, data: bytes | bytearray | memoryview) -> tuple[bytes, ...]:
         """A binary message as chunks to write."""
-        return self._message(BINARY, data)
+        return self._encode(BINARY, data)
 
-    def _message(self, opcode: int, data: bytes | bytearray | memoryview) -> tuple[bytes, ...]:
+    def _encode(self, opcode: int, data: bytes | bytearray | memoryview) -> tuple[bytes, ...]:
         if self.lifecycle.phase is not _OPEN:
             raise RuntimeError(f"cannot send a message: the connection is {self.phase.value}")
         deflater = self._deflater
