@@ -52,10 +52,7 @@ from typing import Any
 
 import trio
 from trio.lowlevel import (
-    cancel_shielded_checkpoint,
     checkpoint,
-    checkpoint_if_cancelled,
-    current_task,
 )
 
 from .._errors import AbortError, HandshakeError, WebSocketError
@@ -64,22 +61,15 @@ from .._http import Request
 from .._options import CloseInfo, Options, Statistics
 from .._promise import Promise
 from .._protocol import Core, Phase, Verdict
-from .inbox import YIELD_MASK, Inbox
+from .inbox import Inbox
 from .outbox import Outbox
 from .pings import PingTracker
 from .transport import SCRATCH_SIZE, Transport, peer_address, transport_for
+from .writer import MAX_PENDING_CONTROL, Writer
 
 __all__ = ["RUN_TASK_NAME", "Connection"]
 
 _log = logging.getLogger("wsstream")
-
-#: Pongs that the peer does not read may pile up to this many bytes; past it
-#: the peer is flooding us and the connection fails with 1008.
-MAX_PENDING_CONTROL = 128 * 1024
-
-#: At most this many schedule passes may a flusher wait for the user to
-#: answer messages already in the inbox before it writes.
-FLUSH_DEFER_PASSES = 64
 
 #: The parse budget per step (rule 4). 64 empty frames take about 30 us to
 #: parse, 256 KiB of payload about as long to copy: each step stays well
@@ -99,32 +89,21 @@ _REMOTE_CLOSING = Phase.REMOTE_CLOSING
 _ENDED = Phase.ENDED
 
 
-def _is_text(message: object) -> bool:
-    """Whether a message is text (``str``) or binary; TypeError otherwise."""
-    if isinstance(message, str):
-        return True
-    if isinstance(message, (bytes, bytearray, memoryview)):
-        return False
-    raise TypeError(
-        f"a message must be str or a bytes-like object, not {type(message).__name__}"
-    )
-
-
 def _deadline_after(seconds: float | None) -> float:
     return math.inf if seconds is None else trio.current_time() + seconds
 
 
-class Connection:
+class Connection(Writer):
     """One WebSocket connection; see the module docstring."""
 
     # Slots: a connection is long-lived and numerous on a server; a dict
     # per instance would cost about 1.5 KiB.
     __slots__ = (
         "_abort_exc", "_connect", "_errors", "_finished", "_forceful", "_handshake",
-        "_keepalive_scope", "_nursery", "_open_info", "_out", "_reader_done", "_scope",
+        "_nursery", "_open_info", "_out", "_reader_done", "_scope",
         "_send_error", "_signal_scope", "_transport", "_verdict_seen", "_write_limit",
         "bytes_received", "closed", "core", "extensions", "id", "inbox", "messages_received",
-        "messages_sent", "opened", "options", "pings", "request", "stream", "subprotocol",
+        "opened", "options", "pings", "request", "stream", "subprotocol",
     )
 
     def __init__(
@@ -455,144 +434,8 @@ class Connection:
             self._send_error = send_error
         self._out.wake_senders()
 
-    # -- flusher ---------------------------------------------------------
-
-    def _start_flusher(self) -> None:
-        assert self._nursery is not None
-        self._nursery.start_soon(self._flusher)
-
-    async def _flusher(self) -> None:
-        # Started by the first frames queued, maybe after the connection
-        # was cancelled: a flusher parked from the start would have been
-        # cancelled then, without writing them.
-        await checkpoint_if_cancelled()
-        transport = self._transport
-        assert transport is not None
-        out, inbox, core = self._out, self.inbox, self.core
-        while True:
-            while not out:
-                if core.eof_wanted:
-                    await self._end_the_stream()
-                    return
-                if self._reader_done or out.broken:
-                    return
-                await out.wait_for_frames()
-            if inbox:
-                # The user has messages to handle: let it run first, so that
-                # its replies to a burst share one write (rule 2). Stop once
-                # a pass goes by in which it neither took nor sent.
-                for _ in range(FLUSH_DEFER_PASSES):
-                    progress = inbox.taken + self.messages_sent
-                    await cancel_shielded_checkpoint()
-                    if (
-                        inbox.taken + self.messages_sent == progress
-                        or out.size > self._write_limit
-                    ):
-                        break
-                if not out:  # the user wrote it (Outbox.write_now)
-                    continue
-            try:
-                await out.flush(transport)
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                _log.debug("connection %s: write failed: %r", self.id, exc)
-                # The peer is gone: nothing more can be said to it.
-                self._scope.cancel()
-                return
-
-    async def _end_the_stream(self) -> None:
-        transport = self._transport
-        assert transport is not None
-        if not await transport.send_eof() and not self._reader_done:
-            # No half-close (TLS): the only way to end our side is to close
-            # the stream, which the peer is waiting for.
-            self._scope.cancel()
-
-    def _write_own(self) -> None:
-        """What the calling task sent, written now if the socket takes it:
-        ``receive()`` calls this before it waits. A task that sent and now
-        waits for the answer wants its bytes out at once; when another task
-        is sending, the flusher gathers its messages into fewer writes."""
-        out = self._out
-        if out and out.sender is current_task() and not out.inflight:
-            out.write_now(self._transport)  # type: ignore[arg-type]
-
-    # -- keepalive -------------------------------------------------------
-
-    async def _keepalive(self) -> None:
-        interval = self.options.ping_interval
-        timeout = self.options.ping_timeout
-        assert interval is not None
-        with trio.CancelScope() as self._keepalive_scope:
-            while self.core.is_open:
-                await trio.sleep(interval)
-                if not self.core.is_open:
-                    return
-                epoch = self.inbox.pause_epoch
-                with trio.move_on_after(math.inf if timeout is None else timeout) as wait:
-                    try:
-                        await self.ping()
-                    except (trio.BrokenResourceError, trio.ClosedResourceError):
-                        return
-                if wait.cancelled_caught:
-                    if self.inbox.paused or epoch != self.inbox.pause_epoch:
-                        # Our own backpressure may hold the pong unread.
-                        continue
-                    self._fail(1011, "keepalive ping timeout")
-                    return
-
     # ------------------------------------------------------------------
-    # Used by the streams
-
-    async def send(self, message: str | bytes | bytearray | memoryview) -> None:
-        """Queue one message; see :meth:`Writable.send`."""
-        text = _is_text(message)
-        await checkpoint_if_cancelled()
-        out = self._out
-        while out.size > self._write_limit and self._send_error is None:
-            await out.wait_for_writes()
-        self._queue(message, text)
-        if not self.messages_sent & YIELD_MASK:
-            await cancel_shielded_checkpoint()
-
-    def send_nowait(self, message: str | bytes | bytearray | memoryview) -> None:
-        """Queue one message without waiting; see :meth:`Writable.send_nowait`."""
-        text = _is_text(message)
-        if self._out.size > self._write_limit and self._send_error is None:
-            raise trio.WouldBlock
-        self._queue(message, text)
-
-    def _queue(self, message: str | bytes | bytearray | memoryview, text: bool) -> None:
-        """Encode one message into the outbox (or raise why it cannot go)."""
-        if self._send_error is not None:
-            raise self._send_error.with_traceback(None)
-        core = self.core
-        if not core.is_open:
-            raise self._not_open_error()
-        frame = (
-            core.send_text(message.encode())  # type: ignore[union-attr]
-            if text else core.send_binary(message)  # type: ignore[arg-type]
-        )
-        self.messages_sent += 1
-        out = self._out
-        out.queue_message(frame)
-        out.sender = current_task()
-        if out.size > self._write_limit and not out.inflight:
-            # Over the limit, the next send() would wait for the flusher:
-            # on a plain socket, give it what it takes now, as asyncio's
-            # transports do (no schedule pass per big message).
-            transport = self._transport
-            if transport is not None and transport.direct:
-                out.write_now(transport)
-        if out:
-            out.wake_flusher()
-
-    def _not_open_error(self) -> BaseException:
-        verdict = self.core.lifecycle.verdict
-        if verdict is not None and not verdict.clean:
-            return self._error(verdict)
-        if self.core.lifecycle.close_received is not None:
-            return self._peer_closed()
-        return trio.ClosedResourceError("the connection is closed")
+    # Used by the streams (send, send_nowait and ping are the Writer's)
 
     def stop_reading(self) -> None:
         """The user will read no more: drop buffered and future messages."""
@@ -652,20 +495,6 @@ class Connection:
         deadline = _deadline_after(self.options.close_timeout)
         if deadline < self._scope.deadline:
             self._scope.deadline = deadline
-
-    async def ping(self, payload: bytes | bytearray | memoryview = b"") -> float:
-        """Send a Ping and wait for its Pong; returns the round trip in seconds."""
-        payload = self.pings.payload_for(payload)
-        if self._send_error is not None:
-            raise self._send_error.with_traceback(None)
-        if not self.core.is_open:
-            raise self._not_open_error()
-        self._out.queue_control(list(self.core.send_ping(payload)))
-        rtt = await self.pings.wait(payload)
-        if rtt is None:  # the connection ended first
-            error = self._send_error or trio.ClosedResourceError("the connection is closed")
-            raise error.with_traceback(None)
-        return rtt
 
     # ------------------------------------------------------------------
     # The end

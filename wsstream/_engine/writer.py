@@ -1,0 +1,225 @@
+"""The writing half of a connection: ``send``, the flusher, keepalive.
+
+A mixin of :class:`~wsstream._engine.connection.Connection` (one object per
+connection, so no second object and no second set of slots): the module
+docstring of ``connection`` tells how the parts fit.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import TYPE_CHECKING
+
+import trio
+from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled, current_task
+
+from .._errors import WebSocketError
+from .._options import Options
+from .._protocol import Core, Verdict
+from .inbox import YIELD_MASK, Inbox
+from .outbox import Outbox
+from .pings import PingTracker
+from .transport import Transport
+
+__all__ = ["FLUSH_DEFER_PASSES", "MAX_PENDING_CONTROL", "Writer"]
+
+_log = logging.getLogger("wsstream")
+
+#: Pongs that the peer does not read may pile up to this many bytes; past it
+#: the peer is flooding us and the connection fails with 1008.
+MAX_PENDING_CONTROL = 128 * 1024
+
+#: At most this many schedule passes may a flusher wait for the user to
+#: answer messages already in the inbox before it writes.
+FLUSH_DEFER_PASSES = 64
+
+
+def _is_text(message: object) -> bool:
+    """Whether a message is text (``str``) or binary; TypeError otherwise."""
+    if isinstance(message, str):
+        return True
+    if isinstance(message, (bytes, bytearray, memoryview)):
+        return False
+    raise TypeError(
+        f"a message must be str or a bytes-like object, not {type(message).__name__}"
+    )
+
+
+
+class Writer:
+    """send(), send_nowait(), ping(), the flusher and keepalive."""
+
+    __slots__ = ("_keepalive_scope", "messages_sent")
+
+    # The Connection's, used here.
+    core: Core
+    inbox: Inbox
+    options: Options
+    pings: PingTracker
+    id: str
+    messages_sent: int  # set by Connection.__init__
+    _out: Outbox
+    _transport: Transport | None
+    _write_limit: int
+    _send_error: BaseException | None
+    _reader_done: bool
+    _nursery: trio.Nursery | None
+    _scope: trio.CancelScope
+    _keepalive_scope: trio.CancelScope | None
+
+    if TYPE_CHECKING:
+        def _fail(self, code: int, reason: str) -> None: ...
+        def _error(self, verdict: Verdict) -> WebSocketError: ...
+        def _peer_closed(self) -> WebSocketError: ...
+
+    # -- flusher ---------------------------------------------------------
+
+    def _start_flusher(self) -> None:
+        assert self._nursery is not None
+        self._nursery.start_soon(self._flusher)
+
+    async def _flusher(self) -> None:
+        # Started by the first frames queued, maybe after the connection
+        # was cancelled: a flusher parked from the start would have been
+        # cancelled then, without writing them.
+        await checkpoint_if_cancelled()
+        transport = self._transport
+        assert transport is not None
+        out, inbox, core = self._out, self.inbox, self.core
+        while True:
+            while not out:
+                if core.eof_wanted:
+                    await self._end_the_stream()
+                    return
+                if self._reader_done or out.broken:
+                    return
+                await out.wait_for_frames()
+            if inbox:
+                # The user has messages to handle: let it run first, so that
+                # its replies to a burst share one write (rule 2). Stop once
+                # a pass goes by in which it neither took nor sent.
+                for _ in range(FLUSH_DEFER_PASSES):
+                    progress = inbox.taken + self.messages_sent
+                    await cancel_shielded_checkpoint()
+                    if (
+                        inbox.taken + self.messages_sent == progress
+                        or out.size > self._write_limit
+                    ):
+                        break
+                if not out:  # the user wrote it (Outbox.write_now)
+                    continue
+            try:
+                await out.flush(transport)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                _log.debug("connection %s: write failed: %r", self.id, exc)
+                # The peer is gone: nothing more can be said to it.
+                self._scope.cancel()
+                return
+
+    async def _end_the_stream(self) -> None:
+        transport = self._transport
+        assert transport is not None
+        if not await transport.send_eof() and not self._reader_done:
+            # No half-close (TLS): the only way to end our side is to close
+            # the stream, which the peer is waiting for.
+            self._scope.cancel()
+
+    def _write_own(self) -> None:
+        """What the calling task sent, written now if the socket takes it:
+        ``receive()`` calls this before it waits. A task that sent and now
+        waits for the answer wants its bytes out at once; when another task
+        is sending, the flusher gathers its messages into fewer writes."""
+        out = self._out
+        if out and out.sender is current_task() and not out.inflight:
+            out.write_now(self._transport)  # type: ignore[arg-type]
+
+    # -- keepalive -------------------------------------------------------
+
+    async def _keepalive(self) -> None:
+        interval = self.options.ping_interval
+        timeout = self.options.ping_timeout
+        assert interval is not None
+        with trio.CancelScope() as self._keepalive_scope:
+            while self.core.is_open:
+                await trio.sleep(interval)
+                if not self.core.is_open:
+                    return
+                epoch = self.inbox.pause_epoch
+                with trio.move_on_after(math.inf if timeout is None else timeout) as wait:
+                    try:
+                        await self.ping()
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        return
+                if wait.cancelled_caught:
+                    if self.inbox.paused or epoch != self.inbox.pause_epoch:
+                        # Our own backpressure may hold the pong unread.
+                        continue
+                    self._fail(1011, "keepalive ping timeout")
+                    return
+
+    async def send(self, message: str | bytes | bytearray | memoryview) -> None:
+        """Queue one message; see :meth:`Writable.send`."""
+        text = _is_text(message)
+        await checkpoint_if_cancelled()
+        out = self._out
+        while out.size > self._write_limit and self._send_error is None:
+            await out.wait_for_writes()
+        self._queue(message, text)
+        if not self.messages_sent & YIELD_MASK:
+            await cancel_shielded_checkpoint()
+
+    def send_nowait(self, message: str | bytes | bytearray | memoryview) -> None:
+        """Queue one message without waiting; see :meth:`Writable.send_nowait`."""
+        text = _is_text(message)
+        if self._out.size > self._write_limit and self._send_error is None:
+            raise trio.WouldBlock
+        self._queue(message, text)
+
+    def _queue(self, message: str | bytes | bytearray | memoryview, text: bool) -> None:
+        """Encode one message into the outbox (or raise why it cannot go)."""
+        if self._send_error is not None:
+            raise self._send_error.with_traceback(None)
+        core = self.core
+        if not core.is_open:
+            raise self._not_open_error()
+        frame = (
+            core.send_text(message.encode())  # type: ignore[union-attr]
+            if text else core.send_binary(message)  # type: ignore[arg-type]
+        )
+        self.messages_sent += 1
+        out = self._out
+        out.queue_message(frame)
+        out.sender = current_task()
+        if out.size > self._write_limit and not out.inflight:
+            # Over the limit, the next send() would wait for the flusher:
+            # on a plain socket, give it what it takes now, as asyncio's
+            # transports do (no schedule pass per big message).
+            transport = self._transport
+            if transport is not None and transport.direct:
+                out.write_now(transport)
+        if out:
+            out.wake_flusher()
+
+    def _not_open_error(self) -> BaseException:
+        verdict = self.core.lifecycle.verdict
+        if verdict is not None and not verdict.clean:
+            return self._error(verdict)
+        if self.core.lifecycle.close_received is not None:
+            return self._peer_closed()
+        return trio.ClosedResourceError("the connection is closed")
+
+    async def ping(self, payload: bytes | bytearray | memoryview = b"") -> float:
+        """Send a Ping and wait for its Pong; returns the round trip in seconds."""
+        payload = self.pings.payload_for(payload)
+        if self._send_error is not None:
+            raise self._send_error.with_traceback(None)
+        if not self.core.is_open:
+            raise self._not_open_error()
+        self._out.queue_control(list(self.core.send_ping(payload)))
+        rtt = await self.pings.wait(payload)
+        if rtt is None:  # the connection ended first
+            error = self._send_error or trio.ClosedResourceError("the connection is closed")
+            raise error.with_traceback(None)
+        return rtt
+
