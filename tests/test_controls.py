@@ -78,15 +78,21 @@ async def test_a_deflate_bomb_is_refused_with_1009(server: Server, side: str) ->
     client_limit = 1000 if side == "client" else 2**20
     url = await server.start(handler, max_message_size=server_limit)
     async with wsstream.WebSocketStream(url, max_message_size=client_limit) as wss:
-        _, writable, extensions, _ = await wss.opened
+        readable, writable, extensions, _ = await wss.opened
         assert extensions.startswith("permessage-deflate")
         if side == "server":
             await writable.send(bomb)
         with trio.fail_after(10):
             if side == "client":
+                # The message over the limit is held until the next read
+                # decides (receive_stream() would stream it): receive() fails
+                # the connection with 1009.
                 with pytest.raises(wsstream.WebSocketError) as info:
-                    await wss.closed
+                    await readable.receive()
                 assert info.value.close_code == 1009
+                with pytest.raises(wsstream.WebSocketError) as closed_info:
+                    await wss.closed
+                assert closed_info.value is info.value
             else:
                 closed = await wss.closed
                 assert closed.close_code == 1009

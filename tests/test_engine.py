@@ -108,8 +108,14 @@ async def test_utf8_split_across_fragments_is_reassembled() -> None:
 
 async def test_message_over_max_message_size_fails_with_1009() -> None:
     async with open_client(max_message_size=100) as (wss, peer):
+        readable, *_ = await wss.opened
         await peer.send(BINARY, b"x" * 60, fin=False)
         await peer.send(CONT, b"x" * 60, fin=True)
+        # Held until the next read decides (docs/large-messages.md): a
+        # receive() cannot take it whole, so it fails the connection.
+        with pytest.raises(wsstream.WebSocketError) as read_error:
+            await readable.receive()
+        assert read_error.value.close_code == 1009
         assert (await peer.expect_close())[0] == 1009
         await peer.send_close(1009)
         await peer.stream.aclose()

@@ -10,6 +10,8 @@ state; every peer is killed when its test ends.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -354,3 +356,68 @@ async def test_websockets_client_close_code_and_reason_reach_our_server(
     await check_peer_client_close_reaches_our_server(
         server, run_websockets_client, code, reason, expected
     )
+
+
+# -- messages larger than memory, streamed (issue 16) ------------------------
+
+
+@pytest.mark.parametrize("compression", ["deflate", None])
+async def test_our_server_streams_a_fragmented_upload_from_websockets_and_back(
+    server: Server, compression: str | None
+) -> None:
+    # websockets' client sends one 16 MiB message as 64 frames (an async
+    # iterable); our handler takes it in chunks (max_message_size stays at
+    # 1 MiB: the message is held, then streamed), answers its digest, then
+    # sends 16 MiB back in 32 parts, which websockets reads frame by frame.
+    seen: dict[str, Any] = {}
+
+    async def handler(wss: wsstream.WebSocketStream) -> None:
+        readable, writable, *_ = await wss.opened
+        hasher, chunks = hashlib.sha256(), 0
+        async with readable.receive_stream() as message:
+            async for chunk in message:
+                hasher.update(chunk)  # type: ignore[arg-type]
+                chunks += 1
+                seen["most_buffered"] = max(
+                    seen.get("most_buffered", 0), wss.statistics().buffered_in
+                )
+        await writable.send(json.dumps({"sha256": hasher.hexdigest(), "length": message.size}))
+        async with writable.send_stream() as out:
+            for i in range(32):
+                await out.send(bytes([i]) * (512 * 1024))
+        seen["chunks"] = chunks
+        async for _ in readable:
+            pass
+
+    url = await server.start(handler, compression=compression)
+    # websockets bounds even a message read frame by frame by max_size.
+    report = await run_websockets_client(
+        url, "stream", *compression_args(compression), "--max-size", str(64 * MIB)
+    )
+    assert report["answer"] == {"sha256": report["sent_sha256"], "length": 16 * MIB}
+    expected = hashlib.sha256(b"".join(bytes([i]) * (512 * 1024) for i in range(32)))
+    assert report["streamed"]["sha256"] == expected.hexdigest()
+    assert report["streamed"]["length"] == 16 * MIB
+    assert report["streamed"]["frames"] == 33  # 32 parts and the empty last frame
+    assert seen["chunks"] >= 16  # it came in pieces, not whole
+    assert seen["most_buffered"] <= 2 * MIB  # bounded by read_limit, not 16 MiB
+
+
+@pytest.mark.parametrize("compression", ["deflate", None])
+async def test_our_client_sends_a_message_in_parts_to_websockets(
+    websockets_server: StartPeer, compression: str | None
+) -> None:
+    peer = await websockets_server(*compression_args(compression), "--max-size", str(64 * MIB))
+    async with wsstream.WebSocketStream(peer.url + "/digest", compression=compression) as wss:
+        readable, writable, *_ = await wss.opened
+        hasher = hashlib.sha256()
+        async with writable.send_stream(text=True) as message:
+            for i in range(10):
+                part = f"part {i} é✓ " * 10_000
+                hasher.update(part.encode())
+                await message.send(part)
+        answer = json.loads(await readable.receive())  # type: ignore[arg-type]
+    assert answer["sha256"] == hasher.hexdigest()
+    assert answer["frames"] == 11
+    report = await peer.next_connection_report()
+    assert report["received"] == 1

@@ -19,6 +19,7 @@ from ._classic import (
 )
 from ._errors import AbortError, HandshakeError, InvalidStateError, WebSocketError
 from ._http import Headers, Request, Response
+from ._large import MessageReader, MessageWriter
 from ._options import CloseInfo, Statistics
 from ._server import serve, serve_stream
 from ._stream import WebSocketStream
@@ -38,6 +39,8 @@ __all__ = [
     "InvalidStateError",
     "Message",
     "MessageEvent",
+    "MessageReader",
+    "MessageWriter",
     "OpenEvent",
     "OpenInfo",
     "ReadyState",

@@ -9,6 +9,7 @@ import trio
 
 from ._engine.connection import Connection
 from ._errors import RESERVED_CODES, WebSocketError
+from ._large import MessageReader, MessageWriter
 
 __all__ = ["Message", "OpenInfo", "Readable", "Writable", "close_args_from_reason", "open_info"]
 
@@ -73,6 +74,22 @@ class Readable(trio.abc.ReceiveChannel[Message]):
         pattern in the backpressure guide).
         """
         return self._conn.inbox.receive_nowait()
+
+    def receive_stream(self) -> MessageReader:
+        """The next message in chunks, as it arrives: ``async with
+        readable.receive_stream() as message: async for chunk in message``.
+
+        For messages of any size (beyond the browser's API): chunks wait in
+        the buffer bounded by ``read_limit``, so memory stays bounded; the
+        limit is ``max_streamed_size`` (default ``None``: any size), not
+        ``max_message_size``. A message that grew past ``max_message_size``
+        before this call is held, not failed, so this call streams it (see
+        the guide, docs/large-messages.md). Leaving the block early drops
+        the rest of the message. While it is open, ``receive()`` raises
+        :class:`trio.BusyResourceError`. Entering is a checkpoint; what it
+        raises at the end of the connection is what :meth:`receive` raises.
+        """
+        return MessageReader(self._conn)
 
     def __anext__(self) -> Coroutine[Any, Any, Message]:
         # ``async for`` straight to the buffer: trio's __anext__ awaits
@@ -148,6 +165,23 @@ class Writable(trio.abc.SendChannel[str | bytes | bytearray | memoryview]):
         checkpoint: it never yields, and a cancellation cannot reach it.
         """
         self._conn.send_nowait(value)
+
+    def send_stream(self, *, text: bool = False) -> MessageWriter:
+        """One message sent in parts: ``async with writable.send_stream() as
+        message: await message.send(chunk)``, one frame per chunk (``str``
+        chunks with ``text=True``, bytes-like otherwise).
+
+        ``write_limit`` applies per chunk. Leaving the block ends the
+        message. Leaving it by an exception or a cancellation after a chunk
+        was sent fails the connection with 1011: a half-sent message cannot
+        be taken back (the one exception to "a cancelled ``send()`` queued
+        nothing"). Meanwhile :meth:`send` of other messages waits and
+        :meth:`send_nowait` raises :class:`trio.WouldBlock`; a second
+        ``send_stream()`` raises :class:`trio.BusyResourceError`.
+        """
+        if not isinstance(text, bool):
+            raise TypeError("text must be a bool")
+        return MessageWriter(self._conn, text)
 
     async def abort(self, reason: object = None) -> None:
         """Start the closing handshake, like :meth:`Readable.cancel`.

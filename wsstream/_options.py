@@ -54,6 +54,7 @@ class Options:
     read_limit: int = 2**20
     write_limit: int = 2**16
     max_message_size: int | None = 2**20
+    max_streamed_size: int | None = None
     compression: str | None = "deflate"
     ping_interval: float | None = 20.0
     ping_timeout: float | None = 20.0
@@ -79,5 +80,12 @@ class Options:
                 raise TypeError("max_message_size must be an int or None")
             if self.max_message_size <= 0:
                 raise ValueError("max_message_size must be positive")
+        if self.max_streamed_size is not None:
+            if not isinstance(self.max_streamed_size, int) or isinstance(
+                self.max_streamed_size, bool
+            ):
+                raise TypeError("max_streamed_size must be an int or None")
+            if self.max_streamed_size <= 0:
+                raise ValueError("max_streamed_size must be positive")
         if self.compression not in ("deflate", None):
             raise ValueError(f"compression must be 'deflate' or None, not {self.compression!r}")

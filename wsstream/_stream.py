@@ -101,6 +101,9 @@ class WebSocketStream:
     * ``max_message_size=1 MiB``: a larger incoming message fails the
       connection with 1009 (same as websockets and trio-websocket); ``None``
       for no limit.
+    * ``max_streamed_size=None``: the limit of a message read with
+      ``readable.receive_stream()`` (over it: 1009); ``None``, any size,
+      since a streamed message passes through ``read_limit`` of memory.
     * ``compression="deflate"``: permessage-deflate (RFC 7692), or ``None``.
     * ``ping_interval=20``, ``ping_timeout=20``: keepalive pings; a peer
       that does not answer in time is failed with 1011 (same as websockets).
@@ -123,6 +126,7 @@ class WebSocketStream:
         read_limit: int = 2**20,
         write_limit: int = 2**16,
         max_message_size: int | None = 2**20,
+        max_streamed_size: int | None = None,
         compression: str | None = "deflate",
         ping_interval: float | None = 20.0,
         ping_timeout: float | None = 20.0,
@@ -147,6 +151,7 @@ class WebSocketStream:
             read_limit=read_limit,
             write_limit=write_limit,
             max_message_size=max_message_size,
+            max_streamed_size=max_streamed_size,
             compression=compression,
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,

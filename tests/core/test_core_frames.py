@@ -30,9 +30,10 @@ def feed(core: Core, data: bytes, chunk: int | None = None) -> list[str | bytes]
     step = chunk or max(len(data), 1)
     for i in range(0, len(data), step):
         core.receive_data(data[i : i + step])
-        while core.parse():
-            pass
-    return core.take_messages()
+        while core.parse() or core.held:
+            if core.held:
+                core.release(False)  # what receive() does with it
+    return core.take_messages()  # type: ignore[return-value]
 
 
 def sent(core: Core) -> list[tuple[int, bool, bool, bytes]]:
@@ -165,12 +166,17 @@ def test_invalid_utf8_fails_at_the_frame_that_holds_it() -> None:
     assert core.lifecycle.failure == (1007, "invalid UTF-8: invalid continuation byte")
 
 
-def test_too_big_is_refused_from_the_header_alone() -> None:
+def test_too_big_is_held_from_the_header_alone_then_refused_or_streamed() -> None:
+    # The header says 1 GB: nothing of the payload is read before the user's
+    # next call decides (receive(): 1009; receive_stream(): streamed).
     core = server(max_message_size=1000)
     header_only = build(BINARY, b"", length=10**9)
     core.receive_data(header_only)
-    core.parse()
+    assert not core.parse()
+    assert core.held and core.take_messages() == []
+    core.release(False)
     assert core.lifecycle.failure is not None and core.lifecycle.failure[0] == 1009
+    assert not core.held
 
 
 # -- closing -----------------------------------------------------------------

@@ -17,6 +17,8 @@ What a connection does depends on its path:
 * ``/pipeline/<n>``: send ``n`` copies of the first message received, as
   fast as the connection takes them, while still reading (an echo that does
   not wait for the reader).
+* ``/digest``: read one message frame by frame (``recv_streaming``), answer
+  a JSON text with its sha256, length and number of frames.
 
     websockets_peer.py client URL SCENARIO [--no-compression] [--protocols a,b]
                       [--max-size N] [--code N] [--reason TEXT]
@@ -31,6 +33,9 @@ Runs one scenario against URL and prints one JSON line with what it saw:
 * ``wait``: send "hi", then read until the server closes.
 * ``vanish``: send "bye", then exit without closing (the kernel ends TCP).
 * ``pipeline``: send 64 messages of 1 MiB while reading 64 back.
+* ``stream``: send one binary message of 64 frames of 256 KiB (an async
+  iterable), read the server's JSON answer, then read one message frame by
+  frame (``recv_streaming``) and report its digest and frame count.
 """
 
 from __future__ import annotations
@@ -101,6 +106,18 @@ async def _handler(ws: ServerConnection) -> None:
             await ws.recv()
             received += 1
             ws.transport.abort()
+        elif url.path == "/digest":
+            hasher, length, frames = hashlib.sha256(), 0, 0
+            async for fragment in ws.recv_streaming():
+                data = fragment.encode() if isinstance(fragment, str) else fragment
+                hasher.update(data)
+                length += len(data)
+                frames += 1
+            received += 1
+            await ws.send(json.dumps(
+                {"sha256": hasher.hexdigest(), "length": length, "frames": frames}
+            ))
+            await ws.wait_closed()
         elif url.path.startswith("/pipeline/"):
             count = int(url.path.removeprefix("/pipeline/"))
             first = await ws.recv()
@@ -200,6 +217,27 @@ async def _scenario(ws: ClientConnection, args: argparse.Namespace) -> dict[str,
                 ok += 1
         await task
         result["echoed_ok"] = ok
+        await ws.close()
+    elif args.scenario == "stream":
+        block = bytes(range(256)) * 1024  # 256 KiB
+
+        async def blocks() -> Any:
+            for i in range(64):
+                yield block[i:] + block[:i]
+
+        sent = hashlib.sha256()
+        for i in range(64):
+            sent.update(block[i:] + block[:i])
+        await ws.send(blocks())
+        result["sent_sha256"] = sent.hexdigest()
+        result["answer"] = json.loads(await ws.recv())
+        hasher, length, frames = hashlib.sha256(), 0, 0
+        async for fragment in ws.recv_streaming():
+            data = fragment.encode() if isinstance(fragment, str) else fragment
+            hasher.update(data)
+            length += len(data)
+            frames += 1
+        result["streamed"] = {"sha256": hasher.hexdigest(), "length": length, "frames": frames}
         await ws.close()
     else:
         raise SystemExit(f"unknown scenario {args.scenario!r}")

@@ -99,7 +99,7 @@ class Connection(Writer):
     # Slots: a connection is long-lived and numerous on a server; a dict
     # per instance would cost about 1.5 KiB.
     __slots__ = (
-        "_abort_exc", "_connect", "_errors", "_finished", "_forceful", "_handshake",
+        "_abort_exc", "_connect", "_errors", "_finished", "_forceful", "_handshake", "_held_marked",
         "_nursery", "_open_info", "_out", "_reader_done", "_scope",
         "_send_error", "_signal_scope", "_transport", "_verdict_seen", "_write_limit",
         "bytes_received", "closed", "core", "extensions", "id", "inbox", "messages_received",
@@ -119,6 +119,7 @@ class Connection(Writer):
         self.core = Core(
             client=isinstance(handshake, ClientHandshake),
             max_message_size=options.max_message_size,
+            max_streamed_size=options.max_streamed_size,
         )
         self.options = options
         self.stream = stream
@@ -138,6 +139,8 @@ class Connection(Writer):
         self._finished = False
 
         self.inbox = Inbox(options.read_limit)
+        self.inbox.control = self
+        self._held_marked = False
         self._out = Outbox()
         self._write_limit = options.write_limit
         self._reader_done = False
@@ -155,6 +158,7 @@ class Connection(Writer):
         self._forceful = False
 
         self.messages_sent = 0
+        self._parts = 0  # a message sent in parts: 1 + its frames queued
         self.messages_received = 0
         self.bytes_received = 0
 
@@ -310,8 +314,13 @@ class Connection(Writer):
                 # read buffer is shared, so it must own it before waiting.
                 core.own_input()
                 await inbox.wait_for_room()
+            if core.held:
+                await self._wait_decision()
+                continue
             more = core.parse(PARSE_FRAMES, PARSE_BYTES, inbox.room())
             self._process()
+            if core.held:
+                continue  # the top of the loop marks it and waits
             phase = core.phase
             if phase is _REMOTE_CLOSING:
                 await self._settle_remote_close()
@@ -351,6 +360,39 @@ class Connection(Writer):
         if core.eof_wanted and not out:
             out.wake_flusher()
         self._on_lifecycle()
+
+    async def _wait_decision(self) -> None:
+        """The core holds a message over max_message_size: its place in the
+        inbox is marked, and reading waits for the user's next call to
+        decide (stream it, or fail with 1009); nobody reading, or closing,
+        drops it."""
+        core, inbox = self.core, self.inbox
+        if inbox.discard or inbox.closing:
+            self._held_marked = False
+            core.release(None)
+            return
+        if not self._held_marked:
+            self._held_marked = True
+            inbox.put_held()
+        core.own_input()
+        await inbox.wait_decision()
+
+    # StreamControl: the inbox's requests, from the user's task.
+
+    def release_held(self, stream: bool | None) -> None:
+        self._held_marked = False
+        self.core.release(stream)
+        self._process()
+        self.inbox.wake_reader()
+
+    def stream_next(self) -> None:
+        self.core.stream_message()
+        self._process()
+        self.inbox.wake_reader()
+
+    def abandon_stream(self) -> None:
+        self.core.drop_message()
+        self.inbox.wake_reader()
 
     async def _settle_remote_close(self) -> None:
         """The peer's Close came first: were all our messages written?

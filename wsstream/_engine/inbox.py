@@ -13,13 +13,23 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 import trio
 from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
 
+from .._protocol.assembly import Chunk
 from .waiters import Waiters
 
-__all__ = ["MESSAGE_OVERHEAD", "MIN_RECEIVE", "RECEIVE_SIZE", "YIELD_MASK", "Inbox"]
+__all__ = [
+    "HELD",
+    "MESSAGE_OVERHEAD",
+    "MIN_RECEIVE",
+    "RECEIVE_SIZE",
+    "YIELD_MASK",
+    "Inbox",
+    "StreamControl",
+]
 
 #: Bytes asked of the stream per read. 64 KiB is trio's own default and stays
 #: below glibc's mmap threshold, so each read is a cheap allocation.
@@ -40,18 +50,58 @@ MESSAGE_OVERHEAD = 64
 YIELD_MASK = 15
 
 
+class _Held:
+    """Where a message over ``max_message_size`` waits for the user's next
+    call to decide (see the protocol core's docstring)."""
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        return 0
+
+    def __repr__(self) -> str:
+        return "HELD"
+
+
+#: The marker of a held message in the inbox.
+HELD = _Held()
+
+#: What the inbox holds: whole messages, chunks of a streamed one, HELD.
+Item = str | bytes | Chunk | _Held
+
+
+class StreamControl(Protocol):
+    """What the inbox asks of the engine for streamed and held messages."""
+
+    def release_held(self, stream: bool | None) -> None: ...
+
+    def stream_next(self) -> None: ...
+
+    def abandon_stream(self) -> None: ...
+
+
 class Inbox:
-    """Messages in arrival order, their cost, and who waits on them."""
+    """Messages in arrival order, their cost, and who waits on them.
+
+    Besides whole messages it may hold the chunks of a streamed message
+    (:class:`~wsstream._protocol.assembly.Chunk`) and the :data:`HELD`
+    marker; ``_special`` counts those, so that ``receive()`` of whole
+    messages pays one test for them.
+    """
 
     __slots__ = (
-        "_messages", "_readers", "_resume", "_resume_at", "before_wait", "closing", "discard",
-        "discarded", "end", "limit", "pause_epoch", "paused", "size", "taken",
+        "_messages", "_readers", "_resume", "_resume_at", "_special", "before_wait", "closing",
+        "control", "discard", "discarded", "end", "limit", "pause_epoch", "paused", "size",
+        "streaming", "taken",
     )
 
     def __init__(self, read_limit: int) -> None:
         # Made with the first message: an idle connection never needs one
         # (an empty deque is about 0.75 KiB).
-        self._messages: deque[str | bytes] | None = None
+        self._messages: deque[Item] | None = None
+        self._special = 0  # chunks and HELD markers in _messages
+        self.streaming = False  # a streamed message is being read
+        self.control: StreamControl | None = None  # set by the engine
         self.size = 0  # counted against the limit: payload + overhead
         self.limit = read_limit
         self._resume_at = read_limit // 2
@@ -76,7 +126,7 @@ class Inbox:
 
     # -- the reader's side -------------------------------------------------
 
-    def put(self, messages: list[str | bytes]) -> None:
+    def put(self, messages: list[str | bytes | Chunk]) -> None:
         """Add what the core assembled, or drop it (see the module docstring)."""
         if self.discard:
             self.discarded += len(messages)
@@ -85,21 +135,33 @@ class Inbox:
         if queue is None:
             queue = self._messages = deque()
         n = self.size
-        if self.closing:
-            limit = self.limit
-            for message in messages:
-                if n >= limit:
-                    self.discarded += 1
-                else:
-                    n += len(message) + MESSAGE_OVERHEAD
-                    queue.append(message)
-        else:
-            for message in messages:
+        limit = self.limit if self.closing else None
+        for message in messages:
+            if type(message) is Chunk:
+                self._special += 1
+            if limit is not None and n >= limit:
+                self.discarded += 1
+            else:
                 n += len(message) + MESSAGE_OVERHEAD
                 queue.append(message)
         self.size = n
         if self._readers:
             self._readers.unpark_all()
+
+    def put_held(self) -> None:
+        """The core holds a message over max_message_size: mark its place."""
+        queue = self._messages
+        if queue is None:
+            queue = self._messages = deque()
+        queue.append(HELD)
+        self._special += 1
+        if self._readers:
+            self._readers.unpark_all()
+
+    async def wait_decision(self) -> None:
+        """The reader's wait while the core holds a message (woken by the
+        user's decision, or by the end)."""
+        await self._resume.park()
 
     @property
     def full(self) -> bool:
@@ -165,24 +227,27 @@ class Inbox:
         self._readers.unpark_all()
         self._resume.unpark_all()
 
+    def wake_reader(self) -> None:
+        """Wake the engine's reader if it waits (for room or a decision)."""
+        self._resume.unpark_all()
+
     # -- the user's side ---------------------------------------------------
 
     def receive_nowait(self) -> str | bytes:
         """Take the next message if one is buffered; see
         :meth:`Readable.receive_nowait`."""
-        messages = self._messages
-        if not messages:
-            if self.end is not None:
-                raise self.end.with_traceback(None)
-            raise trio.WouldBlock
-        message = messages.popleft()
-        if not messages:
-            self._messages = None  # an empty deque is 0.75 KiB per idle connection
-        self.taken += 1
-        self.size -= len(message) + MESSAGE_OVERHEAD
-        if self._resume and self.size <= self._resume_at:
-            self._resume.unpark_all()
-        return message
+        if self.streaming:
+            raise trio.BusyResourceError("a streamed message is being read")
+        while True:
+            messages = self._messages
+            if not messages:
+                if self.end is not None:
+                    raise self.end.with_traceback(None)
+                raise trio.WouldBlock
+            message = self._take()
+            if type(message) is str or type(message) is bytes:
+                return message
+            self._whole_or_not(message)
 
     async def receive(self, *, iterating: bool = False) -> str | bytes:
         """Take the next message; see :meth:`Readable.receive`.
@@ -191,15 +256,30 @@ class Inbox:
         StopAsyncIteration instead of EndOfChannel.
         """
         await checkpoint_if_cancelled()
-        while not self._messages:  # the first put() may make a new deque
-            if self.end is not None:
-                if iterating and isinstance(self.end, trio.EndOfChannel):
-                    raise StopAsyncIteration
-                raise self.end.with_traceback(None)
-            if self.before_wait is not None:
-                self.before_wait()
-            await self._readers.park()
+        while True:
+            if self.streaming:
+                raise trio.BusyResourceError("a streamed message is being read")
+            while not self._messages:  # the first put() may make a new deque
+                if self.end is not None:
+                    if iterating and isinstance(self.end, trio.EndOfChannel):
+                        raise StopAsyncIteration
+                    raise self.end.with_traceback(None)
+                if self.before_wait is not None:
+                    self.before_wait()
+                await self._readers.park()
+                if self.streaming:
+                    raise trio.BusyResourceError("a streamed message is being read")
+            message = self._take()
+            if self._special and not (type(message) is str or type(message) is bytes):
+                self._whole_or_not(message)
+                continue
+            if not self.taken & YIELD_MASK:
+                await cancel_shielded_checkpoint()
+            return message  # type: ignore[return-value]
+
+    def _take(self) -> Item:
         messages = self._messages
+        assert messages
         message = messages.popleft()
         if not messages:
             self._messages = None  # an empty deque is 0.75 KiB per idle connection
@@ -207,6 +287,79 @@ class Inbox:
         self.size -= len(message) + MESSAGE_OVERHEAD
         if self._resume and self.size <= self._resume_at:
             self._resume.unpark_all()
-        if not self.taken & YIELD_MASK:
-            await cancel_shielded_checkpoint()
         return message
+
+    def _whole_or_not(self, item: Item) -> None:
+        """receive() met something that is not a whole message: a held one
+        cannot be whole (it fails the connection with 1009); a stray chunk
+        (of a stream that was left) is dropped."""
+        self._special -= 1
+        if item is HELD:
+            assert self.control is not None
+            self.control.release_held(False)
+
+    # -- streamed messages -------------------------------------------------------
+
+    def open_stream(self) -> str | bytes | None:
+        """A streamed read starts: returns the next message if it is already
+        whole (it is then the stream's only chunk), else ``None`` and its
+        chunks will come. Raises what receive() raises at the end."""
+        if self.streaming:
+            raise trio.BusyResourceError("a streamed message is already being read")
+        control = self.control
+        assert control is not None
+        while True:
+            messages = self._messages
+            if not messages:
+                if self.end is not None:
+                    raise self.end.with_traceback(None)
+                self.streaming = True
+                control.stream_next()
+                return None
+            head = messages[0]
+            if type(head) is str or type(head) is bytes:
+                return self._take()  # type: ignore[return-value]
+            if head is HELD:
+                self._take()
+                self._special -= 1
+                self.streaming = True
+                control.release_held(True)
+                return None
+            # Chunks already there (the core was streaming this message).
+            self.streaming = True
+            return None
+
+    async def receive_chunk(self) -> Chunk:
+        """The next chunk of the message being streamed."""
+        await checkpoint_if_cancelled()
+        while not self._messages:
+            if self.end is not None:
+                raise self.end.with_traceback(None)
+            if self.before_wait is not None:
+                self.before_wait()
+            await self._readers.park()
+        chunk = self._take()
+        assert type(chunk) is Chunk, chunk
+        self._special -= 1
+        return chunk
+
+    def close_stream(self, finished: bool) -> None:
+        """The streamed read ended; if before the last chunk, the rest of the
+        message is dropped (what is buffered now, and what comes)."""
+        self.streaming = False
+        if finished:
+            return
+        messages = self._messages
+        while messages:
+            item = messages[0]
+            if type(item) is not Chunk:
+                break
+            self._take()
+            self._special -= 1
+            self.discarded += 1
+            if item.final:
+                return
+            messages = self._messages
+        # The rest is still to come: the core drops it.
+        if self.control is not None:
+            self.control.abandon_stream()

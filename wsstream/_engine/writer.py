@@ -50,7 +50,9 @@ def _is_text(message: object) -> bool:
 class Writer:
     """send(), send_nowait(), ping(), the flusher and keepalive."""
 
-    __slots__ = ("_keepalive_scope", "messages_sent")
+    __slots__ = ("_keepalive_scope", "_parts", "messages_sent")
+
+    _parts: int  # set by Connection.__init__
 
     # The Connection's, used here.
     core: Core
@@ -163,7 +165,8 @@ class Writer:
         text = _is_text(message)
         await checkpoint_if_cancelled()
         out = self._out
-        while out.size > self._write_limit and self._send_error is None:
+        # A message sent in parts goes first: data frames never interleave.
+        while (out.size > self._write_limit or self._parts) and self._send_error is None:
             await out.wait_for_writes()
         self._queue(message, text)
         if not self.messages_sent & YIELD_MASK:
@@ -172,9 +175,63 @@ class Writer:
     def send_nowait(self, message: str | bytes | bytearray | memoryview) -> None:
         """Queue one message without waiting; see :meth:`Writable.send_nowait`."""
         text = _is_text(message)
-        if self._out.size > self._write_limit and self._send_error is None:
+        if (self._out.size > self._write_limit or self._parts) and self._send_error is None:
             raise trio.WouldBlock
         self._queue(message, text)
+
+    # -- a message sent in parts (Writable.send_stream) --------------------------
+
+    def begin_parts(self) -> None:
+        """A message sent in parts starts (see :meth:`Writable.send_stream`)."""
+        if self._parts:
+            raise trio.BusyResourceError("another message is being sent in parts")
+        self._parts = 1  # 1 + the frames queued
+
+    async def send_part(
+        self, data: str | bytes | bytearray | memoryview, text: bool, fin: bool
+    ) -> None:
+        """Queue one frame of the message; waits while over write_limit.
+        Cancellation is safe: a cancelled call queued nothing."""
+        payload = data.encode("utf-8", "surrogatepass") if text else data  # type: ignore[union-attr]
+        await checkpoint_if_cancelled()
+        out = self._out
+        while out.size > self._write_limit and self._send_error is None:
+            await out.wait_for_writes()
+        if self._send_error is not None:
+            raise self._send_error.with_traceback(None)
+        core = self.core
+        if not core.is_open:
+            raise self._not_open_error()
+        frame = core.send_part(text, payload, self._parts == 1, fin)  # type: ignore[arg-type]
+        self._parts += 1
+        out.queue_message(frame)
+        out.sender = current_task()
+        if out.size > self._write_limit and not out.inflight:
+            transport = self._transport
+            if transport is not None and transport.direct:
+                out.write_now(transport)
+        if out:
+            out.wake_flusher()
+
+    def end_parts(self, text: bool, failed: bool) -> None:
+        """The message sent in parts ends. Normally with an empty last frame
+        (queued at once: it needs no room); cut short after a frame was
+        queued, it cannot be taken back: the connection fails with 1011."""
+        started = self._parts > 1
+        try:
+            if failed:
+                if started:
+                    self._fail(1011, "a message sent in parts was cut short")
+                return
+            if self._send_error is None and self.core.is_open:
+                self._out.queue_message(self.core.send_part(text, b"", not started, True))
+                self.messages_sent += 1
+                self._out.wake_flusher()
+            elif started:
+                raise self._send_error or self._not_open_error()
+        finally:
+            self._parts = 0
+            self._out.wake_senders()
 
     def _queue(self, message: str | bytes | bytearray | memoryview, text: bool) -> None:
         """Encode one message into the outbox (or raise why it cannot go)."""

@@ -32,6 +32,17 @@ Large frames: a payload of :data:`BIG_FRAME` bytes or more that is not yet
 all there is read into one buffer of its exact size as it arrives (no
 growing buffer, no joins), and unmasked with one call.
 
+Holding and streaming (messages larger than memory): a message that grows
+past ``max_message_size`` is not failed at once; the core stops there
+(:attr:`Core.held`) and keeps it until the engine learns what the user's
+next call wants: :meth:`Core.release` with ``stream=True`` streams it,
+``False`` fails it with 1009, ``None`` drops it. :meth:`Core.stream_message`
+asks for the message in progress (or the next) to be streamed. A streamed
+message comes out as :class:`~.assembly.Chunk` objects as its frames arrive,
+a frame's payload in pieces if it is not all there, bounded by
+``max_streamed_size`` (``None``: any size) and, per step, by the decode
+budget.
+
 The lifecycle (:mod:`.lifecycle`) is the only record of how the connection
 stands and, in the end, how it ended.
 """
@@ -40,7 +51,7 @@ from __future__ import annotations
 
 import zlib
 
-from .assembly import Assembly
+from .assembly import DISCARD, STREAM, WHOLE, Assembly, Chunk
 from .buffers import spare as _spare
 from .deflate import DeflateParams, Deflater, Inflater, TooBig
 from .frames import (
@@ -63,6 +74,13 @@ __all__ = ["BIG_FRAME", "Core", "wire_limit"]
 #: Payloads at least this long that are not complete yet are gathered in a
 #: buffer of their own size (see the module docstring).
 BIG_FRAME = 16 * 1024
+
+
+#: The smallest piece of a streamed frame handed out, whatever the budget.
+_MIN_PIECE = 4096
+
+#: _check's answer for a message to hold (see the module docstring).
+_HOLD = (1009, "hold")
 
 
 _OPEN = Phase.OPEN
@@ -98,20 +116,34 @@ class Core:
         "_eof",
         "_inflater",
         "_max_size",
+        "_max_streamed",
         "_max_wire",
         "_message",
+        "_next_mode",
         "_out",
+        "_piece_head",
+        "_piece_key",
+        "_piece_left",
+        "_piece_offset",
         "eof_wanted",
+        "held",
         "lifecycle",
         "messages",
         "pings_received",
         "pongs",
     )
 
-    def __init__(self, *, client: bool, max_message_size: int | None) -> None:
+    def __init__(
+        self,
+        *,
+        client: bool,
+        max_message_size: int | None,
+        max_streamed_size: int | None = None,
+    ) -> None:
         self._client = client
         self._max_size = max_message_size
         self._max_wire = wire_limit(max_message_size)
+        self._max_streamed = max_streamed_size
         self.lifecycle = Lifecycle()
         self._deflater: Deflater | None = None
         self._inflater: Inflater | None = None
@@ -127,11 +159,20 @@ class Core:
         self._big_fill = 0
         self._big_head = 0
         self._big_key = b""
-        # The fragmented message being assembled: its opcode (0: none),
-        # whether compressed, decoded and wire sizes, the pieces, and the
-        # UTF-8 decoder of a text message.
+        # The message being assembled (fragmented, compressed or streamed),
+        # and the mode the next one starts in (WHOLE, or STREAM/DISCARD as
+        # the engine asked).
         self._message: Assembly | None = None
-        self.messages: list[str | bytes] = []
+        self._next_mode = WHOLE
+        # A frame delivered in pieces (streamed messages): its first byte,
+        # masking key, bytes left and the key's offset.
+        self._piece_head = 0
+        self._piece_key = b""
+        self._piece_left = 0
+        self._piece_offset = 0
+        #: True while parsing waits at a message over max_message_size.
+        self.held = False
+        self.messages: list[str | bytes | Chunk] = []
         self.pongs: list[bytes] = []
         self.pings_received = 0
         self._out: list[bytes] = []
@@ -227,23 +268,54 @@ class Core:
         """Parse what was received, within the budgets (module docstring).
 
         Returns ``True`` if it stopped for a budget with input left to
-        parse, ``False`` once it needs more bytes (or will parse no more).
+        parse, ``False`` once it needs more bytes, is held, or will parse no
+        more.
         """
+        if self.held or not self.accepts_input:
+            return self._end_of_input() if not self.held else False
+        message = self._message
+        decoded = 0
+        if message is not None and message.compressed and self._inflater is not None and (
+            self._inflater.pending
+        ):
+            # Decompressed data a budget held back, before any new input.
+            decoded = self._drain(max_decoded)
+            if self.held or not self.accepts_input:
+                return False
+            if self._inflater.pending:
+                return True
         if self._big is not None:
             if self._big_fill < self._big_len:
                 return self._end_of_input()
             self._finish_big()
+            if self.held or not self.accepts_input:
+                return False
         buf = self._buf
-        if not buf or not self.accepts_input:
+        if not buf:
             return self._end_of_input()
         pos = 0
         end = len(buf)
         frames = 0
-        decoded = 0
         stopped = False
         payload: bytes | memoryview = b""
         with memoryview(buf) as view:
             while True:
+                if self._piece_left:
+                    # The rest of a frame delivered in pieces.
+                    n = min(self._piece_left, end - pos)
+                    if max_decoded is not None:
+                        n = min(n, max(max_decoded - decoded, _MIN_PIECE))
+                    if not n:
+                        break
+                    pos, added = self._piece(view, pos, n)
+                    decoded += added
+                    if not self.accepts_input or self.held or self._stalled():
+                        stopped = self.accepts_input and not self.held
+                        break
+                    if self._piece_left and pos < end:
+                        stopped = True  # the budget, not the input, ran out
+                        break
+                    continue
                 if end - pos < 2:
                     break
                 if frames >= max_frames or pos >= max_bytes:
@@ -276,11 +348,23 @@ class Core:
                 # Checks every frame must pass (5.2, 5.5), before its payload.
                 problem = self._check(head, length, masked)
                 if problem:
-                    code, reason = problem
-                    self.fail(code, reason)
+                    if problem is _HOLD:
+                        self.held = True
+                    else:
+                        self.fail(*problem)
                     break
                 stop = start + length
                 if stop > end:
+                    if head & 0x0F < CLOSE and self._mode_of(head) != WHOLE:
+                        # A streamed (or dropped) message: its frame in pieces.
+                        self._begin(head)
+                        self._piece_head = head
+                        self._piece_key = bytes(view[start - 4 : start]) if masked else b""
+                        self._piece_left = length
+                        self._piece_offset = 0
+                        pos = start
+                        frames += 1
+                        continue
                     if length >= BIG_FRAME:
                         self._start_big(head, view[start:end], length,
                                         bytes(view[start - 4 : start]) if masked else b"")
@@ -299,6 +383,7 @@ class Core:
                     head & 0xF0 == 0x80
                     and 0 < opcode < 3  # TEXT or BINARY
                     and self._message is None
+                    and self._next_mode == WHOLE
                 ):
                     # The common case: a whole, uncompressed message in one
                     # frame (size already checked by _check).
@@ -314,8 +399,11 @@ class Core:
                         )
                     decoded += length
                 else:
-                    decoded += self._frame(head, payload)
-                    if not self.accepts_input:
+                    decoded += self._frame(head, payload, max_decoded)
+                    if not self.accepts_input or self.held:
+                        break
+                    if self._stalled():
+                        stopped = True
                         break
             # No view of the buffer may outlive the loop: it could not be
             # resized (BufferError) while one exists.
@@ -331,9 +419,33 @@ class Core:
         self._borrowed = False
         if stopped:
             return True
+        if self.held:
+            return False
         if self._big is not None and self._big_fill == self._big_len:
             return True  # a large payload completed by this very input
         return self._end_of_input()
+
+    def _stalled(self) -> bool:
+        """Whether decompressed data waits for the next step (a budget)."""
+        message = self._message
+        inflater = self._inflater
+        return (
+            message is not None and message.compressed and inflater is not None
+            and inflater.pending
+        )
+
+    def _piece(self, view: memoryview, pos: int, n: int) -> tuple[int, int]:
+        """``n`` more bytes of a frame delivered in pieces."""
+        key = self._piece_key
+        data: bytes | memoryview = view[pos : pos + n]
+        if key:
+            offset = self._piece_offset & 3
+            data = apply_mask(data, key[offset:] + key[:offset])
+        self._piece_offset += n
+        self._piece_left -= n
+        head = self._piece_head
+        fin = bool(head & 0x80) and not self._piece_left
+        return pos + n, self._add(data, fin, None)
 
     def _end_of_input(self) -> bool:
         if self._eof and self.lifecycle.phase is not Phase.REMOTE_CLOSING:
@@ -341,7 +453,9 @@ class Core:
             self.lifecycle.handle(Event.TRANSPORT_ENDED)
         return False
 
-    def _check(self, head: int, length: int, masked: int) -> tuple[int, str] | None:
+    def _check(
+        self, head: int, length: int, masked: int
+    ) -> tuple[int, str] | None:
         """Why a frame header is not acceptable here, as (code, reason)."""
         opcode = head & 0x0F
         if bool(masked) == self._client:
@@ -369,19 +483,35 @@ class Core:
             if message is None:
                 return 1002, "a continuation frame outside a message"
             compressed = message.compressed
+            mode = message.mode
         else:
             if message is not None:
                 return 1002, "a new message before the previous one ended"
             compressed = bool(head & 0x40)
-        if compressed:
-            limit = self._max_wire
-            so_far = message.wire if message is not None else 0
-        else:
-            limit = self._max_size
-            so_far = message.size if message is not None else 0
+            mode = self._next_mode
+        if mode == DISCARD:
+            return None
+        so_far = 0 if message is None else (message.wire if compressed else message.size)
+        if mode == STREAM:
+            limit = self._max_streamed
+            if compressed:
+                limit = wire_limit(limit)
+            if limit is not None and so_far + length > limit:
+                return 1009, f"streamed message over {self._max_streamed} bytes"
+            return None
+        limit = self._max_wire if compressed else self._max_size
         if limit is not None and so_far + length > limit:
-            return 1009, f"message over {self._max_size} bytes"
+            # Over the limit for whole messages: wait for the engine to say
+            # whether the user streams it (see the module docstring).
+            return _HOLD
         return None
+
+    def _mode_of(self, head: int) -> int:
+        """The mode of the message a data frame belongs to."""
+        message = self._message
+        if head & 0x0F == CONT and message is not None:
+            return message.mode
+        return self._next_mode
 
     def _start_big(self, head: int, part: memoryview, length: int, key: bytes) -> None:
         big = _spare.take(length)
@@ -405,20 +535,37 @@ class Core:
             self._frame(self._big_head, apply_mask(view, key) if key else view)
         _spare.give(big)
 
-    def _frame(self, head: int, payload: bytes | bytearray | memoryview) -> int:
+    def _frame(
+        self, head: int, payload: bytes | bytearray | memoryview, budget: int | None = None
+    ) -> int:
         """Everything but a whole uncompressed message; returns the decoded
         bytes it added to messages (for the decode budget)."""
         opcode = head & 0x0F
         if opcode >= CLOSE:
             self._control(opcode, payload)
             return 0
+        self._begin(head)
+        return self._add(payload, bool(head & 0x80), budget)
+
+    def _begin(self, head: int) -> None:
+        """A data frame arrives: a new message starts unless it continues one."""
+        if head & 0x0F != CONT:
+            mode = self._next_mode
+            self._next_mode = WHOLE
+            limit = (
+                self._max_size if mode == WHOLE else self._max_streamed if mode == STREAM else None
+            )
+            self._message = Assembly(head & 0x0F == TEXT, bool(head & 0x40), mode, limit)
+
+    def _add(
+        self, payload: bytes | bytearray | memoryview, fin: bool, budget: int | None
+    ) -> int:
         message = self._message
-        if opcode != CONT or message is None:
-            message = self._message = Assembly(opcode == TEXT, bool(head & 0x40))
+        assert message is not None
         try:
-            size, whole = message.add(payload, bool(head & 0x80), self._inflater, self._max_size)
+            size, out = message.add(payload, fin, self._inflater, budget)
         except TooBig:
-            self.fail(1009, f"message over {self._max_size} bytes")
+            self.fail(1009, f"message over {message.limit} bytes")
             return 0
         except zlib.error:
             self.fail(1007, "invalid compressed data")
@@ -426,10 +573,83 @@ class Core:
         except UnicodeDecodeError as exc:
             self.fail(1007, f"invalid UTF-8: {exc.reason}")
             return 0
-        if whole is not None:
-            self._message = None
-            self.messages.append(whole)
+        self._deliver(message, out)
         return size
+
+    def _drain(self, budget: int | None) -> int:
+        """Decompress more of the message in progress (a budget stopped it)."""
+        message = self._message
+        assert message is not None and self._inflater is not None
+        try:
+            size, out = message.drain(self._inflater, budget)
+        except TooBig:
+            self.fail(1009, f"message over {message.limit} bytes")
+            return 0
+        except zlib.error:
+            self.fail(1007, "invalid compressed data")
+            return 0
+        except UnicodeDecodeError as exc:
+            self.fail(1007, f"invalid UTF-8: {exc.reason}")
+            return 0
+        self._deliver(message, out)
+        return size
+
+    def _deliver(self, message: Assembly, out: str | bytes | Chunk | None) -> None:
+        if out is not None:
+            self.messages.append(out)
+        if message.done:
+            self._message = None
+        elif message.over:
+            self.held = True  # whole, and past the limit: see release()
+
+    # -- holding and streaming -------------------------------------------------
+
+    def stream_message(self) -> None:
+        """Stream the message in progress, or the next one to start: its
+        data comes out as chunks (what was assembled so far first)."""
+        if self.held:
+            self.release(True)
+            return
+        message = self._message
+        if message is None:
+            self._next_mode = STREAM
+            return
+        if message.mode == WHOLE:
+            try:
+                first = message.to_stream(self._max_streamed)
+            except TooBig:
+                self.fail(1009, f"streamed message over {self._max_streamed} bytes")
+                return
+            if first is not None:
+                self.messages.append(first)
+
+    def drop_message(self) -> None:
+        """The user left a streamed message before its end: drop the rest
+        of it (the message in progress, or the one about to start)."""
+        message = self._message
+        if message is not None and message.mode == STREAM:
+            message.to_discard()
+        elif message is None and self._next_mode == STREAM:
+            self._next_mode = DISCARD
+
+    def release(self, stream: bool | None) -> None:
+        """The user decided about the held message: stream it (``True``),
+        fail it with 1009 (``False``), or drop it (``None``)."""
+        if not self.held:
+            return
+        self.held = False
+        message = self._message
+        if stream is False:
+            self.fail(1009, f"message over {self._max_size} bytes")
+            return
+        if message is None:
+            # Held at its first frame's header: it starts in that mode.
+            self._next_mode = STREAM if stream else DISCARD
+            return
+        if stream:
+            self.stream_message()
+        else:
+            message.to_discard()
 
     def _control(self, opcode: int, payload: bytes | bytearray | memoryview) -> None:
         if opcode == PING:
@@ -487,7 +707,7 @@ class Core:
             self._out = []
         return out
 
-    def take_messages(self) -> list[str | bytes]:
+    def take_messages(self) -> list[str | bytes | Chunk]:
         """The complete messages parsed since the last call, in order."""
         messages = self.messages
         if messages:
@@ -515,6 +735,20 @@ class Core:
         if deflater is not None:
             return frame(0xC0 | opcode, deflater.compress(data), self._client)
         return frame(0x80 | opcode, data, self._client)
+
+    def send_part(
+        self, text: bool, data: bytes | bytearray | memoryview, first: bool, fin: bool
+    ) -> tuple[bytes, ...]:
+        """One frame of a message sent in parts (first, continuations, the
+        last with ``fin``); compressed as one deflate stream across them."""
+        if self.lifecycle.phase is not _OPEN:
+            raise RuntimeError(f"cannot send a message: the connection is {self.phase.value}")
+        opcode = (TEXT if text else BINARY) if first else CONT
+        deflater = self._deflater
+        if deflater is not None:
+            head = (0xC0 if first else 0x80) if fin else (0x40 if first else 0)
+            return frame(head | opcode, deflater.compress_part(data, fin), self._client)
+        return frame((0x80 if fin else 0) | opcode, data, self._client)
 
     def send_ping(self, payload: bytes) -> tuple[bytes, ...]:
         if self.lifecycle.phase is not _OPEN:

@@ -126,6 +126,20 @@ class Deflater:
             return out[:-4]
         return out  # pragma: no cover - zlib's sync flush always ends so
 
+    def compress_part(self, data: bytes | bytearray | memoryview, fin: bool) -> bytes:
+        """One part of a message sent in frames (RFC 7692 6.1: one deflate
+        stream across the frames); each part is flushed, so it can be
+        decompressed as soon as it arrives, and only the last loses its
+        empty block."""
+        if fin:
+            return self.compress(data)
+        compressor = self._compressor
+        if compressor is None:
+            compressor = self._compressor = zlib.compressobj(
+                self._level, zlib.DEFLATED, -self._wbits, self._mem_level
+            )
+        return compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+
     @property
     def allocated(self) -> bool:
         return self._compressor is not None
@@ -133,39 +147,60 @@ class Deflater:
 
 class Inflater:
     """The peer's side: the frames of one compressed message in, its data
-    out, never more than the caller allows."""
+    out, in steps as large as the caller allows.
 
-    __slots__ = ("_decompressor", "_reset", "_wbits")
+    :meth:`feed` gives it a frame's payload (or a piece of one), :meth:`take`
+    decompresses up to a number of bytes; what it did not reach waits
+    (:attr:`pending`) for the next :meth:`take`, so a small frame never
+    produces more than asked at once. :attr:`ended` once the message's last
+    frame was fed and everything taken.
+    """
+
+    __slots__ = ("_decompressor", "_fin", "_more", "_reset", "_tail", "_wbits", "ended")
 
     def __init__(self, window_bits: int, no_context_takeover: bool) -> None:
         self._wbits = window_bits
         self._reset = no_context_takeover
         self._decompressor: zlib._Decompress | None = None
+        self._tail: bytes | bytearray | memoryview = b""  # input not decompressed yet
+        self._fin = False  # the message's last frame is in
+        self._more = False  # the last take() stopped at its bound
+        self.ended = False
 
-    def feed(self, data: bytes | bytearray | memoryview, fin: bool, room: int | None) -> bytes:
-        """Decompress one frame's payload; ``fin`` for a message's last.
+    @property
+    def pending(self) -> bool:
+        """Whether input waits to be decompressed (call :meth:`take`)."""
+        return bool(self._tail) or self._more or (self._fin and not self.ended)
 
-        Returns the data, at most ``room`` bytes (``None``: no bound).
-        Raises :class:`TooBig` if the frame would give more (the caller
-        fails the connection with 1009; nothing past ``room + 1`` bytes is
-        ever produced) and :class:`zlib.error` for data that is not a valid
-        deflate stream (1007).
+    def feed(self, data: bytes | bytearray | memoryview, fin: bool) -> None:
+        """A frame's payload, or a piece of one; ``fin`` with the message's
+        last. The caller takes everything pending before feeding more."""
+        assert not self._tail and not self._more
+        # A view may be of a buffer about to be reused: keep a copy.
+        self._tail = data if type(data) is bytes else bytes(data)
+        self._fin = fin
+        self.ended = False
+
+    def take(self, most: int | None) -> bytes:
+        """Up to ``most`` bytes of decompressed data (``None``: all of it).
+
+        Raises :class:`zlib.error` for data that is not a valid deflate
+        stream (the caller fails the connection with 1007).
         """
         decompressor = self._decompressor
         if decompressor is None:
             decompressor = self._decompressor = zlib.decompressobj(-self._wbits)
-        # zlib's max_length 0 means no bound.
-        limit = 0 if room is None else room + 1
-        out = decompressor.decompress(data, limit) if data else b""
-        if room is not None and len(out) > room:
-            raise TooBig
-        if fin:
-            rest = 0 if room is None else limit - len(out)
-            tail = decompressor.decompress(EMPTY_BLOCK, rest)
-            if tail:
-                out += tail
-                if room is not None and len(out) > room:
-                    raise TooBig
+        limit = 0 if most is None else most  # zlib's max_length 0: no bound
+        out = decompressor.decompress(self._tail, limit) if (self._tail or self._more) else b""
+        self._tail = decompressor.unconsumed_tail
+        # zlib may hold output it had no room for without leaving input.
+        self._more = most is not None and len(out) >= most
+        if self._fin and not self._tail and not self._more:
+            # The end of the message: the empty block the sender removed
+            # (7.2.2) ends the deflate block; it gives no data.
+            out += decompressor.decompress(EMPTY_BLOCK)
+            self._fin = False
+            self.ended = True
             if self._reset:
                 self._decompressor = None
         return out
