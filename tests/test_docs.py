@@ -20,8 +20,11 @@ def _documented_names() -> dict[str, set[str]]:
     text = (ROOT / "docs" / "api.rst").read_text()
     parts = re.split(r"^\.\. (?:current)?module:: ([\w.]+)\n", text, flags=re.MULTILINE)
     # A directive names one object, or several on continuation lines
-    # (".. data:: CONNECTING" then "          OPEN").
-    pattern = r"^\.\. (?:auto)?(?:class|function|exception|data):: (\w+)\n((?: +\w+\n)*)"
+    # (".. data:: CONNECTING" then "          OPEN"); "Pair()" hides a
+    # constructor's signature that users do not call.
+    pattern = (
+        r"^\.\. (?:auto)?(?:class|function|exception|data):: (\w+)(?:\(\))?\n((?: +\w+\n)*)"
+    )
     documented: dict[str, set[str]] = {}
     for module, part in zip(parts[1::2], parts[2::2], strict=True):
         names = documented.setdefault(module, set())
