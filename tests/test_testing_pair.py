@@ -7,6 +7,8 @@ takes virtual time, and the assertions are on trio's clock.
 from __future__ import annotations
 
 import logging
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -426,3 +428,27 @@ async def test_a_pair_is_entered_once_and_its_server_awaited_inside(
         assert wss is pair.client
         with pytest.raises(RuntimeError):
             await pair.__aenter__()
+
+
+# -- the guide ---------------------------------------------------------------
+
+
+def test_the_guides_tests_pass() -> None:
+    """docs/testing.md's Python blocks, in order, are one test module; each
+    of its tests passes with a MockClock that autojumps, as pytest-trio's
+    ``autojump_clock`` runs it."""
+    path = Path(__file__).resolve().parent.parent / "docs" / "testing.md"
+    text = path.read_text()
+    # Each block at its own line, so that a failure points into the page.
+    lines = [""] * text.count("\n")
+    for match in re.finditer(r"^```python\n(.*?)^```", text, re.MULTILINE | re.DOTALL):
+        first = text.count("\n", 0, match.start(1))
+        for offset, line in enumerate(match.group(1).splitlines()):
+            lines[first + offset] = line
+    namespace: dict[str, Any] = {"__name__": "testing_guide"}
+    exec(compile("\n".join(lines), str(path), "exec"), namespace)
+    tests = {name: f for name, f in namespace.items() if name.startswith("test_")}
+    assert len(tests) == 6
+    for test in tests.values():
+        clock = trio.testing.MockClock(autojump_threshold=0)
+        trio.run(test, clock, clock=clock)
