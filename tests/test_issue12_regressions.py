@@ -38,6 +38,7 @@ from tests.issue12_support import (
 from tests.peer import BINARY, CLOSE, CONT, PING, TEXT, Peer, client_request, new_key
 from tests.test_memory import measure
 from tests.wpt_handlers import TlsContexts
+from wsstream.testing import open_pair
 
 # -- 1. Fair reading ---------------------------------------------------------
 
@@ -229,21 +230,6 @@ async def _outcome(wss: wsstream.WebSocketStream) -> wsstream.CloseInfo | wsstre
         return exc
 
 
-async def _default_pair(
-    handler: Handler, client_body: Callable[[wsstream.WebSocketStream], Awaitable[None]]
-) -> None:
-    """A wsstream client and a wsstream server over memory streams, default
-    options (so permessage-deflate is negotiated)."""
-    server_side, client_side = trio.testing.memory_stream_pair()
-    with trio.fail_after(60):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(wsstream.serve_stream, handler, server_side)
-            async with wsstream.WebSocketStream("ws://test/", stream=client_side) as wss:
-                *_, extensions, _ = await wss.opened
-                assert extensions.startswith("permessage-deflate"), extensions
-                await client_body(wss)
-
-
 async def test_the_server_accepts_an_incompressible_message_of_max_message_size() -> None:
     # On 82341ab the client saw CloseInfo(1009, 'frame with 1051142 bytes
     # exceeds limit of 1048576 bytes').
@@ -255,17 +241,18 @@ async def test_the_server_accepts_an_incompressible_message_of_max_message_size(
         # A short answer: only the server's receiving is under test here.
         await writable.send("same" if got == message else f"different: {len(got)} bytes")
 
-    async def client_body(wss: wsstream.WebSocketStream) -> None:
-        readable, writable, *_ = await wss.opened
-        await writable.send(message)
-        try:
-            answer = await readable.receive()
-        except (trio.EndOfChannel, wsstream.WebSocketError):
-            # The server's 1009 reaches the client as a Close frame.
-            raise AssertionError(f"the server refused it: {await _outcome(wss)!r}") from None
-        assert answer == "same"
-
-    await _default_pair(handler, client_body)
+    # Default options on both sides, so permessage-deflate is negotiated.
+    with trio.fail_after(60):
+        async with open_pair(handler) as wss:
+            readable, writable, extensions, _ = await wss.opened
+            assert extensions.startswith("permessage-deflate"), extensions
+            await writable.send(message)
+            try:
+                answer = await readable.receive()
+            except (trio.EndOfChannel, wsstream.WebSocketError):
+                # The server's 1009 reaches the client as a Close frame.
+                raise AssertionError(f"the server refused it: {await _outcome(wss)!r}") from None
+            assert answer == "same"
 
 
 async def test_the_client_accepts_an_incompressible_message_of_max_message_size() -> None:
@@ -276,20 +263,21 @@ async def test_the_client_accepts_an_incompressible_message_of_max_message_size(
     async def handler(wss: wsstream.WebSocketStream) -> None:
         # The server sends it unprompted: an echo would first hit the
         # server's own receiving (the test above); here the client receives.
+        # (open_pair raises this assertion if it fails.)
         readable, writable, *_ = await wss.opened
         await writable.send(message)
         assert await readable.receive() == "got it"
 
-    async def client_body(wss: wsstream.WebSocketStream) -> None:
-        readable, writable, *_ = await wss.opened
-        try:
-            got = await readable.receive()
-        except (trio.EndOfChannel, wsstream.WebSocketError):
-            raise AssertionError(f"the client refused it: {await _outcome(wss)!r}") from None
-        assert got == message
-        await writable.send("got it")
-
-    await _default_pair(handler, client_body)
+    with trio.fail_after(60):
+        async with open_pair(handler) as wss:
+            readable, writable, extensions, _ = await wss.opened
+            assert extensions.startswith("permessage-deflate"), extensions
+            try:
+                got = await readable.receive()
+            except (trio.EndOfChannel, wsstream.WebSocketError):
+                raise AssertionError(f"the client refused it: {await _outcome(wss)!r}") from None
+            assert got == message
+            await writable.send("got it")
 
 
 # -- 4. A partly written frame is never dropped ------------------------------

@@ -19,7 +19,7 @@ from ._options import Options
 from ._stream import WebSocketStream
 from ._version import __version__
 
-__all__ = ["serve", "serve_stream", "Handler"]
+__all__ = ["serve", "serve_stream", "Handler", "handler_failed"]
 
 _log = logging.getLogger("wsstream.server")
 
@@ -90,6 +90,16 @@ def _config(
     )
 
 
+def handler_failed(conn: Connection, exc: Exception) -> bool:
+    """Whether ``exc``, raised by a handler, is the handler's failure (logged,
+    closed with 1011) rather than the connection's own end reaching it (a
+    send after the peer left, say: not a handler bug, nothing to report).
+    wsstream.testing asks too, to raise exactly the failures logged here."""
+    if isinstance(exc, (trio.BrokenResourceError, trio.ClosedResourceError)):
+        return conn.is_open
+    return True
+
+
 async def _serve_connection(
     config: _Config, stream: trio.abc.Stream, server: _Server | None = None
 ) -> None:
@@ -131,17 +141,12 @@ async def _serve_connection(
             code = 1000
             try:
                 await config.handler(wss)
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                if conn.is_open:
+            except Exception as exc:
+                if handler_failed(conn, exc):
                     _log.exception("connection %s: the handler raised; closing with 1011", conn.id)
                     code = 1011
                 else:
-                    # The connection's own end reached the handler (a send after
-                    # the peer left, say): not a handler bug, nothing to report.
                     _log.debug("connection %s: the handler ended with %r", conn.id, exc)
-            except Exception:
-                _log.exception("connection %s: the handler raised; closing with 1011", conn.id)
-                code = 1011
             except BaseException:
                 conn.close_forcefully(1001, "")
                 raise
