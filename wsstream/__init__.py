@@ -21,6 +21,7 @@ from ._errors import AbortError, HandshakeError, InvalidStateError, WebSocketErr
 from ._http import Headers, Request, Response
 from ._large import MessageReader, MessageWriter
 from ._options import CloseInfo, Statistics
+from ._reconnect import ReconnectInfo, connect_forever
 from ._server import serve, serve_stream
 from ._stream import WebSocketStream
 from ._version import __version__
@@ -45,6 +46,7 @@ __all__ = [
     "OpenInfo",
     "ReadyState",
     "Readable",
+    "ReconnectInfo",
     "Request",
     "Response",
     "Statistics",
@@ -54,6 +56,7 @@ __all__ = [
     "WebSocketStream",
     "Writable",
     "__version__",
+    "connect_forever",
     "serve",
     "serve_stream",
 ]
