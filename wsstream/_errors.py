@@ -152,6 +152,13 @@ class HandshakeError(WebSocketError):
     ``status``, ``headers`` and ``body`` describe the server's HTTP response
     when there was one (for example a 404), else they are ``None``, ``None``
     and ``b""``. ``close_code`` is always 1006.
+
+    Without a response, ``__cause__`` says what went wrong: the
+    :class:`OSError` of the connection attempt (refused, unreachable, a name
+    that did not resolve), :class:`trio.TooSlowError` when ``open_timeout``
+    expired, :class:`EOFError` when the server closed the connection during
+    the handshake, the :class:`trio.BrokenResourceError` of a stream that
+    broke (TLS failures included); ``None`` for an invalid response.
     """
 
     status: int | None

@@ -117,7 +117,9 @@ async def _read_head(stream: trio.abc.Stream, what: str) -> tuple[bytes, bytes]:
     while True:
         data = await stream.receive_some(RECEIVE_SIZE)
         if not data:
-            raise HandshakeFailure(f"the {what} closed the connection during the handshake")
+            raise HandshakeFailure(
+                f"the {what} closed the connection during the handshake"
+            ) from EOFError()
         start = max(len(buffer) - 3, 0)
         buffer += data
         end = buffer.find(b"\r\n\r\n", start)

@@ -264,17 +264,22 @@ class Connection(Writer):
                 failure = HandshakeError(
                     str(exc), status=exc.status, headers=exc.headers, body=exc.body
                 )
+                # EOFError when the server closed during the handshake.
+                failure.__cause__ = exc.__cause__
             except trio.BrokenResourceError as exc:  # TLS failures come this way too
                 cause = exc.__cause__ or exc
                 failure = HandshakeError(f"the connection broke during the handshake: {cause}")
+                failure.__cause__ = exc
             except OSError as exc:
                 failure = HandshakeError(f"could not connect: {exc}")
+                failure.__cause__ = exc
         if self._signal_scope is not None:
             self._signal_scope.cancel()
         if scope.cancelled_caught and failure is None and self._abort_exc is None:
             failure = HandshakeError(
                 f"the opening handshake timed out after {self.options.open_timeout} s"
             )
+            failure.__cause__ = trio.TooSlowError()
         if failure is not None and self._abort_exc is None:
             self._abort_exc = failure
         if result is None or self._abort_exc is not None:
