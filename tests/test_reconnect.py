@@ -13,6 +13,7 @@ import logging
 import random
 import socket
 import ssl
+import struct
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -385,6 +386,25 @@ async def test_a_server_that_closes_during_the_handshake_is_retried(
     for cause in attempts.causes:
         assert isinstance(cause, wsstream.HandshakeError)
         assert isinstance(cause.__cause__, EOFError)
+
+
+async def test_a_reset_during_the_handshake_is_retried(
+    autojump_clock: Any, jitter: Jitter, nursery: trio.Nursery
+) -> None:
+    async def reset(peer: Peer, n: int) -> None:
+        await peer.read_http()
+        # SO_LINGER 0: closing sends a TCP reset, not a FIN.
+        assert isinstance(peer.stream, trio.SocketStream)
+        peer.stream.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    server = ScriptedServer(reset)
+    url = await server.start(nursery)
+    attempts = Attempts(limit=1)
+    await run_until_gave_up(url, attempts)
+    assert server.connections == 2
+    for cause in attempts.causes:
+        assert isinstance(cause, wsstream.HandshakeError)
+        assert isinstance(cause.__cause__, trio.BrokenResourceError)
 
 
 async def test_an_invalid_handshake_response_stops(
