@@ -12,14 +12,14 @@ import trio
 import trustme
 from hypothesis import settings
 
+import wsstream
+from tests.wpt_handlers import TlsContexts, WptServer
+
 # Hypothesis's per-example deadline (200 ms) measures the machine's load as
 # much as the code: on 2 busy cores a fast example can take longer. The
 # examples are bounded by their sizes; no deadline.
 settings.register_profile("wsstream", deadline=None)
 settings.load_profile("wsstream")
-
-import wsstream
-from tests.wpt_handlers import TlsContexts, WptServer
 
 Handler = Callable[[wsstream.WebSocketStream], Awaitable[None]]
 
