@@ -20,7 +20,7 @@ import trio
 import wsstream
 from tests.conftest import Server
 from wsstream._engine.outbox import IOV_MAX, MAX_INFLIGHT, Outbox, _advance
-from wsstream._engine.transport import SocketTransport, StreamTransport, transport_for
+from wsstream._transport import SocketTransport, StreamTransport, transport_for
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="the direct path is POSIX only")
 

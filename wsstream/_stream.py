@@ -11,12 +11,12 @@ import trio
 
 from ._channels import OpenInfo, open_info
 from ._engine.connection import RUN_TASK_NAME, Connection
-from ._engine.transport import peer_address
 from ._errors import AbortError, InvalidStateError, check_close_args
 from ._handshake import ClientHandshake
 from ._http import Headers, HeadersLike, Request
 from ._options import CloseInfo, Options, Statistics
 from ._promise import Promise
+from ._transport import peer_address
 from ._url import WebSocketURL, check_protocols, parse_url
 from ._version import __version__
 

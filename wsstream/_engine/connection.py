@@ -61,10 +61,10 @@ from .._http import Request
 from .._options import CloseInfo, Options, Statistics
 from .._promise import Promise
 from .._protocol import Core, Phase, Verdict
+from .._transport import SCRATCH_SIZE, Transport, peer_address, transport_for
 from .inbox import Inbox
 from .outbox import Outbox
 from .pings import PingTracker
-from .transport import SCRATCH_SIZE, Transport, peer_address, transport_for
 from .writer import MAX_PENDING_CONTROL, Writer
 
 __all__ = ["RUN_TASK_NAME", "Connection"]

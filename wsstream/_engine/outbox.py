@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 
 import trio
 
-from .transport import Transport
+from .._transport import Transport
 from .waiters import Waiters
 
 __all__ = ["IOV_MAX", "MAX_INFLIGHT", "Outbox"]

@@ -17,10 +17,10 @@ from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled, c
 from .._errors import WebSocketError
 from .._options import Options
 from .._protocol import Core, Verdict
+from .._transport import Transport
 from .inbox import YIELD_MASK, Inbox
 from .outbox import Outbox
 from .pings import PingTracker
-from .transport import Transport
 
 __all__ = ["FLUSH_DEFER_PASSES", "MAX_PENDING_CONTROL", "Writer"]
 
