@@ -3,6 +3,7 @@
 The guide is in docs/; the public names are exactly those in ``__all__``.
 """
 
+from ._broadcast import BroadcastResult, broadcast
 from ._channels import Message, OpenInfo, Readable, Writable
 from ._classic import (
     CLOSED,
@@ -32,6 +33,7 @@ __all__ = [
     "CONNECTING",
     "OPEN",
     "AbortError",
+    "BroadcastResult",
     "CloseEvent",
     "CloseInfo",
     "ErrorEvent",
@@ -56,6 +58,7 @@ __all__ = [
     "WebSocketStream",
     "Writable",
     "__version__",
+    "broadcast",
     "connect_forever",
     "serve",
     "serve_stream",

@@ -1,0 +1,103 @@
+"""``broadcast``: one message queued on many connections, waiting on none."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Generic, Literal, TypeVar
+
+import attrs
+
+from ._channels import Writable
+from ._stream import WebSocketStream
+
+__all__ = ["BroadcastResult", "broadcast"]
+
+#: What ``broadcast`` takes (and gives back in ``slow``): a connection named
+#: by its stream or by its writable.
+TargetT = TypeVar("TargetT", bound="WebSocketStream | Writable")
+
+
+@attrs.frozen
+class BroadcastResult(Generic[TargetT]):
+    """What one :func:`broadcast` call did, target by target.
+
+    Every target is counted once: in ``sent``, in ``slow`` or in
+    ``not_open``.
+    """
+
+    #: Connections the message was queued on.
+    sent: int
+    #: The targets that were over ``write_limit``, as given and in the
+    #: order given: not sent the message, and closed if the policy was
+    #: ``"close"``.
+    slow: tuple[TargetT, ...]
+    #: Targets skipped because their connection was not open (closing,
+    #: closed, failed, or a client whose handshake is not done).
+    not_open: int
+
+
+def broadcast(
+    targets: Iterable[TargetT],
+    message: str | bytes | bytearray | memoryview,
+    *,
+    policy: Literal["skip", "close"] = "skip",
+    close_code: int = 1008,
+    reason: str = "too slow",
+) -> BroadcastResult[TargetT]:
+    """Queue one message on many connections at once, waiting on none of them.
+
+    ``targets`` is an iterable of :class:`WebSocketStream` and
+    :class:`Writable` objects, mixed as you like: each names one connection
+    (a handler holds the stream, a producer may hold only the writable), and
+    the result gives back the very objects passed. A connection named twice
+    is sent the message twice. ``message`` is what :meth:`Writable.send`
+    takes: ``str`` for a text message, a bytes-like object for a binary one
+    (copied if mutable).
+
+    Each open connection is offered the message as
+    :meth:`Writable.send_nowait` would offer it: queued whole if no more
+    than ``write_limit`` bytes are waiting to be written on that connection.
+    A connection over ``write_limit`` is **slow**: it is not sent the
+    message, and ``policy`` says what else happens to it:
+
+    * ``"skip"`` (the default): nothing more. It misses this message only;
+      the next broadcast offers it the next one. The result lists it, so the
+      caller can count what it missed and tell it.
+    * ``"close"``: it is also closed with ``close_code`` and ``reason``, as
+      :meth:`WebSocketStream.close` would (on either side): the Close frame
+      goes out after what was already queued, and ``close_timeout`` bounds
+      the wait for a peer that reads nothing. ``close_code`` is 1008
+      (policy violation, the default), 1013 (try again later) or an
+      application code 3000-4999; ``reason`` at most 123 UTF-8 bytes.
+
+    So no connection ever waits for another, and what one connection holds
+    stays within its ``write_limit`` plus one message, however many
+    broadcasts it misses. Connections that are not open (closing, closed,
+    failed, or a client whose handshake is not done) are skipped silently
+    and counted.
+
+    Encoding: every server-side connection without compression sends the
+    same bytes for the same message (a server does not mask, RFC 6455 5.1),
+    so the frame is built once and that one bytes object is queued on all
+    of them. A client masks each frame with a fresh key (5.3), and a
+    connection with permessage-deflate compresses with its own context
+    (with context takeover the output depends on what that connection sent
+    before, RFC 7692 7.2.1), so each of those encodes its own frame, as
+    ``send_nowait`` does. A broadcast-heavy server may prefer
+    ``compression=None``: see the server guide for what each costs.
+
+    Returns a :class:`BroadcastResult`. Raises :class:`TypeError` (a target
+    that is neither a :class:`WebSocketStream` nor a :class:`Writable`, a
+    bare stream or string in place of an iterable, a message of another
+    type, a non-int ``close_code``, a non-str ``reason``) or
+    :class:`ValueError` (an unknown ``policy``, another ``close_code``, a
+    ``reason`` over 123 bytes) before anything is queued.
+
+    Not a checkpoint, like ``send_nowait``: a plain function that never
+    yields, so no cancellation can reach it and the message is queued on
+    every connection that took it even if the caller is cancelled right
+    after. Call it from a trio task. It holds the event loop for a time
+    proportional to the number of targets; for very large audiences, split
+    them and ``await trio.lowlevel.checkpoint()`` between the parts.
+    """
+    raise NotImplementedError
