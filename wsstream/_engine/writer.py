@@ -233,17 +233,46 @@ class Writer:
             self._parts = 0
             self._out.wake_senders()
 
-    def _queue(self, message: str | bytes | bytearray | memoryview, text: bool) -> None:
-        """Encode one message into the outbox (or raise why it cannot go)."""
+    def broadcast_nowait(
+        self,
+        message: str | bytes | bytearray | memoryview,
+        text: bool,
+        frame: tuple[bytes, ...] | None,
+    ) -> None:
+        """:meth:`send_nowait` for :func:`wsstream.broadcast`, which checked
+        the message once for all connections (``text``: which kind it is)
+        and may have built its frame once for many: ``frame``, from
+        :func:`~wsstream._protocol.core.shared_frame`, is then queued as it
+        is, and may be given only where ``core.shares_frames`` (the bytes
+        this core would have built; else :class:`RuntimeError`, as an
+        unmasked frame from a client would break the protocol). Everything
+        else is ``send_nowait``'s: :class:`trio.WouldBlock` over
+        ``write_limit``, the same errors, the same statistics.
+        """
+        if self._out.size > self._write_limit and self._send_error is None:
+            raise trio.WouldBlock
+        self._queue(message, text, frame)
+
+    def _queue(
+        self,
+        message: str | bytes | bytearray | memoryview,
+        text: bool,
+        frame: tuple[bytes, ...] | None = None,
+    ) -> None:
+        """Encode one message into the outbox (or raise why it cannot go);
+        ``frame``: already encoded (see :meth:`broadcast_nowait`)."""
         if self._send_error is not None:
             raise self._send_error.with_traceback(None)
         core = self.core
         if not core.is_open:
             raise self._not_open_error()
-        frame = (
-            core.send_text(message.encode())  # type: ignore[union-attr]
-            if text else core.send_binary(message)  # type: ignore[arg-type]
-        )
+        if frame is None:
+            frame = (
+                core.send_text(message.encode())  # type: ignore[union-attr]
+                if text else core.send_binary(message)  # type: ignore[arg-type]
+            )
+        elif not core.shares_frames:
+            raise RuntimeError("a shared frame for a connection that masks or compresses")
         self.messages_sent += 1
         out = self._out
         out.queue_message(frame)

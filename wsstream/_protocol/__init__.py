@@ -5,7 +5,7 @@ masking, fragments, UTF-8, control frames, the closing handshake; RFC 7692
 permessage-deflate), and the lifecycle that decides how a connection ended.
 """
 
-from .core import BIG_FRAME, Core, wire_limit
+from .core import BIG_FRAME, Core, shared_frame, wire_limit
 from .deflate import DeflateParams
 from .lifecycle import Event, Lifecycle, Phase, Verdict
 
@@ -17,5 +17,6 @@ __all__ = [
     "Lifecycle",
     "Phase",
     "Verdict",
+    "shared_frame",
     "wire_limit",
 ]

@@ -69,7 +69,7 @@ from .frames import (
 )
 from .lifecycle import Event, Lifecycle, Phase
 
-__all__ = ["BIG_FRAME", "Core", "wire_limit"]
+__all__ = ["BIG_FRAME", "Core", "shared_frame", "wire_limit"]
 
 #: Payloads at least this long that are not complete yet are gathered in a
 #: buffer of their own size (see the module docstring).
@@ -98,6 +98,13 @@ def wire_limit(max_message_size: int | None) -> int | None:
     if max_message_size is None:
         return None
     return max_message_size + (max_message_size >> 6) + 1024
+
+
+def shared_frame(text: bool, data: bytes | bytearray | memoryview) -> tuple[bytes, ...]:
+    """A message frame as every core whose :attr:`Core.shares_frames` builds
+    it (``data``: the payload, UTF-8 for text): built once, it can be
+    queued on all of them."""
+    return frame(0x80 | (TEXT if text else BINARY), data, False)
 
 
 class Core:
@@ -210,6 +217,13 @@ class Core:
     @property
     def compressing(self) -> bool:
         return self._deflater is not None
+
+    @property
+    def shares_frames(self) -> bool:
+        """Whether this core's message frames depend on the message alone:
+        a server (no mask, 5.1) without compression (no context), so that
+        one :func:`shared_frame` may go to many connections."""
+        return not self._client and self._deflater is None
 
     @property
     def buffered(self) -> int:
