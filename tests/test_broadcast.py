@@ -20,7 +20,8 @@ import trio
 import trio.testing
 
 import wsstream
-from tests.peer import TEXT, Peer
+from tests.conftest import Server
+from tests.peer import BINARY, TEXT, Peer
 from tests.test_engine import open_client
 from wsstream._protocol import core as core_module
 from wsstream._protocol import shared_frame
@@ -102,6 +103,240 @@ class FrameSpy:
 async def receive_all(client: wsstream.WebSocketStream, count: int) -> list[wsstream.Message]:
     readable = (await client.opened).readable
     return [await readable.receive() for _ in range(count)]
+
+
+# -- every member gets every message -----------------------------------------------
+
+
+async def test_every_member_receives_every_message_in_order() -> None:
+    async with open_room() as room:
+        members = [await room.join() for _ in range(20)]
+        streams = [server for server, _ in members]
+        messages: list[str | bytes] = [f"text {i} ✓" if i % 2 else bytes([i]) * 50
+                                       for i in range(30)]
+        for message in messages:
+            assert wsstream.broadcast(streams, message) == wsstream.BroadcastResult(20, (), 0)
+        for server, client in members:
+            assert await receive_all(client, len(messages)) == messages
+            assert server.statistics().messages_sent == len(messages)
+
+
+async def test_writables_and_streams_mixed_each_name_their_connection() -> None:
+    async with open_room() as room:
+        (a, client_a), (b, client_b) = await room.join(), await room.join()
+        writable_b = (await b.opened).writable
+        assert wsstream.broadcast([a, writable_b], "one").sent == 2
+        # A generator is taken too; a connection named twice gets it twice.
+        assert wsstream.broadcast((t for t in [a, a]), b"two").sent == 2
+        assert await receive_all(client_a, 3) == ["one", b"two", b"two"]
+        assert await receive_all(client_b, 1) == ["one"]
+        assert wsstream.broadcast([], "nobody") == wsstream.BroadcastResult(0, (), 0)
+
+
+async def test_loopback_members_receive_every_message(server: Server) -> None:
+    streams: list[wsstream.WebSocketStream] = []
+    arrived = trio.Semaphore(0)
+
+    async def handler(wss: wsstream.WebSocketStream) -> None:
+        readable, *_ = await wss.opened
+        streams.append(wss)
+        arrived.release()
+        async for _ in readable:  # until the client leaves (serve shields its handlers)
+            pass
+
+    url = await server.start(handler, compression=None, ping_interval=None)
+    messages = [f"message {i}" for i in range(100)]
+    async with AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(wsstream.WebSocketStream(url, compression=None))
+            for _ in range(10)
+        ]
+        for _ in clients:
+            await arrived.acquire()
+        for message in messages:
+            # 100 short messages stay far under the default write_limit.
+            assert wsstream.broadcast(streams, message).sent == 10
+        for client in clients:
+            assert await receive_all(client, 100) == messages
+
+
+# -- one encoding where the bytes are the same ------------------------------------
+
+
+async def test_uncompressed_server_connections_share_one_encoding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with open_room() as room:
+        members = [await room.join() for _ in range(10)]
+        streams = [server for server, _ in members]
+        spy = FrameSpy(monkeypatch)
+        assert wsstream.broadcast(streams, MESSAGE).sent == 10
+        assert len(spy.built) == 1  # one frame for ten connections
+        assert spy.built[0] == (b"\x81\x64" + MESSAGE.encode(),)
+        # send_nowait in a loop, for contrast: one encoding per connection.
+        for stream in streams:
+            (await stream.opened).writable.send_nowait(MESSAGE)
+        assert len(spy.built) == 11
+        for _, client in members:
+            assert await receive_all(client, 2) == [MESSAGE, MESSAGE]
+
+
+async def test_compressed_connections_encode_their_own_and_decode_correctly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with open_room() as room:
+        members = [await room.join("deflate" if i % 2 else None) for i in range(10)]
+        for server, client in members:
+            compressed = "permessage-deflate" in (await client.opened).extensions
+            assert compressed == (members.index((server, client)) % 2 == 1)
+        spy = FrameSpy(monkeypatch)
+        # Repeated messages: with context takeover each compressed connection
+        # encodes them differently from the first time (back references).
+        messages = ["héllo wörld " * 20, b"\x00\x01" * 300, "héllo wörld " * 20]
+        for message in messages:
+            assert wsstream.broadcast([s for s, _ in members], message).sent == 10
+        # Five compressed connections encode each message; five share one.
+        assert len(spy.built) == 3 * (5 + 1)
+        assert sum(1 for frame in spy.built if frame[0][0] & 0x40) == 3 * 5  # RSV1
+        for _, client in members:
+            assert await receive_all(client, 3) == messages
+
+
+async def test_clients_mask_each_frame_with_their_own_key(
+    monkeypatch: pytest.MonkeyPatch, nursery: trio.Nursery
+) -> None:
+    # Broadcasting from clients (to several servers): no shared frame.
+    received: list[wsstream.Message] = []
+
+    async def handler(wss: wsstream.WebSocketStream) -> None:
+        readable, *_ = await wss.opened
+        received.append(await readable.receive())
+
+    async with AsyncExitStack() as stack:
+        clients = []
+        for _ in range(3):
+            ours, theirs = trio.testing.memory_stream_pair()
+            nursery.start_soon(functools.partial(
+                wsstream.serve_stream, handler, theirs, compression=None
+            ))
+            clients.append(await stack.enter_async_context(wsstream.WebSocketStream(
+                "ws://test/", stream=ours, compression=None, ping_interval=None
+            )))
+        for client in clients:
+            await client.opened
+        spy = FrameSpy(monkeypatch)
+        assert wsstream.broadcast(clients, b"to every server").sent == 3
+        assert len(spy.built) == 3
+        assert len({frame[0][2:6] for frame in spy.built}) == 3  # three masking keys
+        for client in clients:
+            await client.closed  # the handler returned after one message
+    assert received == [b"to every server"] * 3
+
+
+# -- slow members ------------------------------------------------------------------
+
+
+async def test_a_slow_member_is_skipped_and_the_others_get_everything() -> None:
+    async with open_room() as room:
+        fast = [await room.join() for _ in range(5)]
+        slow, peer = await room.join_slow()
+        streams = [slow] + [server for server, _ in fast]
+        missed = 0
+        for _ in range(200):
+            result = wsstream.broadcast(streams, MESSAGE)
+            assert result.sent + len(result.slow) == 6
+            assert result.slow in ((), (slow,))  # the very object passed
+            missed += len(result.slow)
+            # Bounded: what the slow member holds never passes the limit by
+            # more than one message.
+            assert slow.statistics().buffered_out <= WRITE_LIMIT + FRAME
+            await trio.testing.wait_all_tasks_blocked()  # the fast ones drain
+        assert missed > 150  # it stopped taking messages early
+        delivered = 200 - missed
+        assert slow.statistics().messages_sent == delivered
+        for _, client in fast:
+            assert await receive_all(client, 200) == [MESSAGE] * 200
+        # The slow member gets what was queued for it, in order, and then,
+        # once it reads, it is offered the next broadcasts again.
+        for _ in range(delivered):
+            assert await peer.receive_frame() == (TEXT, MESSAGE.encode(), True)
+        await trio.testing.wait_all_tasks_blocked()
+        assert wsstream.broadcast(streams, b"again").sent == 6
+        assert await peer.receive_frame() == (BINARY, b"again", True)
+
+
+@pytest.mark.parametrize("code", [1008, 1013, 4000])
+async def test_a_slow_member_is_closed_with_the_policy_code(code: int) -> None:
+    async with open_room() as room:
+        fast, fast_client = await room.join()
+        slow, peer = await room.join_slow()
+        closed = []
+        for _ in range(100):
+            result = wsstream.broadcast([slow, fast], MESSAGE, policy="close",
+                                        close_code=code, reason="lagging")
+            closed += result.slow
+            # A message over the limit at most, then the Close frame.
+            assert slow.statistics().buffered_out <= WRITE_LIMIT + FRAME + 4 + len("lagging")
+            await trio.testing.wait_all_tasks_blocked()
+        # Slow once, then closing: skipped silently from then on.
+        assert closed == [slow]
+        assert result.not_open == 1 and result.sent == 1
+        assert await receive_all(fast_client, 100) == [MESSAGE] * 100
+        # What was queued before the Close still arrives, then the Close.
+        for _ in range(slow.statistics().messages_sent):
+            assert await peer.receive_frame() == (TEXT, MESSAGE.encode(), True)
+        assert await peer.expect_close() == (code, "lagging")
+
+
+async def test_closed_and_unopened_connections_are_skipped_silently() -> None:
+    async with open_room() as room:
+        (a, _), (b, client_b), (c, _) = [await room.join() for _ in range(3)]
+        a.close(1000)
+        client_b.close(1000)  # this member left
+        await b.closed
+        never_entered = wsstream.WebSocketStream("ws://test/")
+        result = wsstream.broadcast([a, b, c, never_entered], "hi")
+        assert result == wsstream.BroadcastResult(1, (), 3)
+        # The slow policy does not apply to them.
+        result = wsstream.broadcast([a, b, never_entered], "hi", policy="close")
+        assert result == wsstream.BroadcastResult(0, (), 3)
+
+
+# -- the contract ------------------------------------------------------------------
+
+
+async def test_broadcast_is_not_a_checkpoint() -> None:
+    async with open_room() as room:
+        server, client = await room.join()
+        with trio.CancelScope() as scope:  # noqa: ASYNC100 (the point: no checkpoint)
+            scope.cancel()
+            assert wsstream.broadcast([server], "queued anyway").sent == 1
+        assert await receive_all(client, 1) == ["queued anyway"]
+
+
+async def test_bad_arguments_raise_before_anything_is_queued() -> None:
+    async with open_room() as room:
+        server, _ = await room.join()
+        writable = (await server.opened).writable
+        bad_targets: list[Any] = [server, writable, "abc", b"abc", 3, None, [server, 3],
+                                  [server, (await server.opened).readable]]
+        for targets in bad_targets:
+            with pytest.raises(TypeError):
+                wsstream.broadcast(targets, "x")
+        for message in (3, None, ["x"]):
+            with pytest.raises(TypeError):
+                wsstream.broadcast([server], message)  # type: ignore[arg-type]
+        for kwargs in ({"close_code": True}, {"close_code": 1008.0}, {"reason": b"slow"},
+                       {"policy": None}):
+            with pytest.raises(TypeError):
+                wsstream.broadcast([server], "x", **kwargs)
+        for kwargs in ({"policy": "drop"}, {"close_code": 1000}, {"close_code": 1011},
+                       {"close_code": 5000}, {"reason": "é" * 62}, {"reason": "\ud800"}):
+            with pytest.raises(ValueError):
+                wsstream.broadcast([server], "x", **kwargs)
+        assert server.statistics().messages_sent == 0
+        # A validated close_code and reason apply only under policy="close".
+        assert wsstream.broadcast([server], "x", close_code=1013, reason="é" * 61).sent == 1
 
 
 # -- the engine's hook -------------------------------------------------------------
