@@ -4,15 +4,15 @@ never stalls the others.
     python examples/chat.py [demo] [--policy drop|disconnect]
     python examples/chat.py serve [--policy drop|disconnect] [HOST] [PORT]
 
-Each member has a bounded outbox (``--queue`` messages) drained by a task of
-its own into its writable, so ``send()``'s backpressure slows that task only.
-The broadcast never waits: it puts the message in each outbox with
-``send_nowait``. When a member's outbox is full, the policy decides:
+Each message goes to every member with ``wsstream.broadcast``, which queues
+it on every connection at once and never waits. A member whose connection
+already holds more than ``--write-limit`` bytes waiting to be written is
+slow, and the policy decides:
 
-* ``drop``: the message is dropped for that member only, who is told later
-  how many it missed;
-* ``disconnect``: the member is closed with 1008 (policy violation), reason
-  "too slow".
+* ``drop`` (broadcast's ``policy="skip"``): the message is dropped for that
+  member only, who is told later how many it missed;
+* ``disconnect`` (``policy="close"``): the member is closed with 1008
+  (policy violation), reason "too slow".
 
 ``demo`` (the default) runs the server and three clients on 127.0.0.1: alice
 and bob chat fast, snail reads one message every 20 ms, and prints what
@@ -28,91 +28,91 @@ import math
 import socket
 import sys
 import time
+from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
 import trio
 
 import wsstream
 
+#: The command line's names for broadcast's slow-member policies.
+POLICIES: dict[str, Literal["skip", "close"]] = {"drop": "skip", "disconnect": "close"}
+
 
 class Member:
-    def __init__(self, name: str, wss: wsstream.WebSocketStream, queue: int) -> None:
+    def __init__(self, name: str, writable: wsstream.Writable) -> None:
         self.name = name
-        self.wss = wss
-        self.outbox, self.inbox = trio.open_memory_channel[str](queue)
-        self.dropped = 0  # messages dropped for this member so far
-        self.kicked = False
+        self.writable = writable
+        self.missed = 0  # messages dropped for it that it was not told about yet
 
 
 class ChatRoom:
-    def __init__(self, policy: str, queue: int) -> None:
+    def __init__(self, policy: str, write_limit: int) -> None:
         self.policy = policy
-        self.queue = queue
-        self.members: dict[str, Member] = {}
+        self.write_limit = write_limit
+        self.members: dict[wsstream.WebSocketStream, Member] = {}
         self.log: list[str] = []  # what the server did about slow members
         self.dropped: dict[str, int] = {}  # messages dropped, by member name
 
     def broadcast(self, text: str) -> None:
         """Offer ``text`` to every member without ever waiting."""
-        for member in list(self.members.values()):
-            try:
-                member.outbox.send_nowait(text)
-            except trio.WouldBlock:
-                self.too_slow(member)
-            except trio.BrokenResourceError:
-                pass  # its sender task is gone; the handler is cleaning up
+        self.tell_missed()
+        result = wsstream.broadcast(self.members, text, policy=POLICIES[self.policy],
+                                    close_code=1008, reason="too slow")
+        for wss in result.slow:
+            member = self.members[wss]
+            if self.policy == "drop":
+                if member.name not in self.dropped:
+                    self.log.append(f"{member.name}'s outbox is full: dropping messages for it")
+                self.dropped[member.name] = self.dropped.get(member.name, 0) + 1
+                member.missed += 1
+            else:
+                # broadcast closed it (1008, "too slow"): it gets no more
+                # messages, and its handler ends with the closing handshake.
+                self.log.append(f"{member.name}'s outbox is full: disconnecting it (1008)")
+                del self.members[wss]
 
-    def too_slow(self, member: Member) -> None:
-        if self.policy == "drop":
-            if member.dropped == 0:
-                self.log.append(f"{member.name}'s outbox is full: dropping messages for it")
-            member.dropped += 1
-            self.dropped[member.name] = member.dropped
-        elif not member.kicked:
-            member.kicked = True
-            self.log.append(f"{member.name}'s outbox is full: disconnecting it (1008)")
-            del self.members[member.name]
-            member.wss.close(1008, "too slow")  # the server may send 1008
+    def tell_missed(self) -> None:
+        """Tell each member that missed messages how many, ahead of the next
+        message it gets (so, as soon as it has room again)."""
+        for member in self.members.values():
+            if member.missed:
+                try:
+                    member.writable.send_nowait(
+                        f"[server] you missed {member.missed} messages")
+                except trio.WouldBlock:
+                    continue  # still slow: the next message is dropped too
+                except (trio.ClosedResourceError, trio.BrokenResourceError):
+                    continue  # it is leaving; its handler cleans up
+                member.missed = 0
 
     async def handler(self, wss: wsstream.WebSocketStream) -> None:
         readable, writable, *_ = await wss.opened
         assert wss.request is not None
         query = parse_qs(urlsplit(wss.request.path).query)
         name = query.get("name", ["anonymous"])[0]
-        if name in self.members:
+        if any(member.name == name for member in self.members.values()):
             wss.close(4000, "name taken")
             return
-        member = self.members[name] = Member(name, wss, self.queue)
-
-        async def deliver() -> None:
-            told = 0
-            async for text in member.inbox:
-                if member.dropped > told:  # tell the member what it missed
-                    await writable.send(f"[server] you missed {member.dropped - told} messages")
-                    told = member.dropped
-                await writable.send(text)  # backpressure: waits for this member only
-
+        self.members[wss] = Member(name, writable)
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(deliver)
-                self.broadcast(f"[server] {name} joined")
-                async for message in readable:
-                    self.broadcast(f"{name}: {message}")
-                nursery.cancel_scope.cancel()
-        except* (wsstream.WebSocketError, trio.ClosedResourceError):
+            self.broadcast(f"[server] {name} joined")
+            async for message in readable:
+                self.broadcast(f"{name}: {message}")
+        except wsstream.WebSocketError:
             pass  # the member left abruptly, or was disconnected for being slow
         finally:
-            if self.members.get(name) is member:
-                del self.members[name]
+            if self.members.pop(wss, None) is not None:
                 self.broadcast(f"[server] {name} left")
 
 
 async def serve_room(room: ChatRoom, host: str, port: int,
                      task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-    # A small write_limit, so that a member that stops reading fills its
-    # outbox soon (the kernel's socket buffers come on top of it).
+    # The write_limit is how far behind a member may fall before it is slow
+    # (the kernel's socket buffers come on top of it); no compression, so
+    # that one encoding of each message serves every member.
     serve = functools.partial(wsstream.serve, room.handler, host, port,
-                              compression=None, write_limit=16 * 1024)
+                              compression=None, write_limit=room.write_limit)
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(serve)
         task_status.started(listeners[0].socket.getsockname()[1])
@@ -207,9 +207,9 @@ async def slow_client(url: str, fast_done: trio.Event, report: dict[str, str],
                                f"told it that it missed {told}")
 
 
-async def demo(policy: str, count: int, queue: int) -> None:
-    room = ChatRoom(policy, queue)
-    print(f"chat demo (policy {policy!r}, outbox {queue} messages): alice and bob send "
+async def demo(policy: str, count: int, write_limit: int) -> None:
+    room = ChatRoom(policy, write_limit)
+    print(f"chat demo (policy {policy!r}, write_limit {write_limit} bytes): alice and bob send "
           f"{count} messages of 1 KiB each, one every 2 ms; snail reads one message every 20 ms")
     report: dict[str, str] = {}
     async with trio.open_nursery() as nursery:
@@ -243,17 +243,18 @@ def main() -> int:
     parser.add_argument("mode", nargs="?", choices=["demo", "serve"], default="demo")
     parser.add_argument("host", nargs="?", default="127.0.0.1")
     parser.add_argument("port", nargs="?", type=int, default=8765)
-    parser.add_argument("--policy", choices=["drop", "disconnect"], default="drop",
+    parser.add_argument("--policy", choices=list(POLICIES), default="drop",
                         help="what to do with a member whose outbox is full (default: drop)")
-    parser.add_argument("--queue", type=int, default=64, help="outbox size, in messages")
+    parser.add_argument("--write-limit", type=int, default=16 * 1024,
+                        help="bytes waiting for a member before it is slow (default: 16384)")
     parser.add_argument("--count", type=int, default=500,
                         help="demo: messages each fast client sends")
     args = parser.parse_args()
     try:
         if args.mode == "demo":
-            trio.run(demo, args.policy, args.count, args.queue)
+            trio.run(demo, args.policy, args.count, args.write_limit)
         else:
-            trio.run(serve_forever, ChatRoom(args.policy, args.queue), args.host, args.port)
+            trio.run(serve_forever, ChatRoom(args.policy, args.write_limit), args.host, args.port)
     except* KeyboardInterrupt:
         pass
     return 0
