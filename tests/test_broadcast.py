@@ -181,6 +181,28 @@ async def test_uncompressed_server_connections_share_one_encoding(
             assert await receive_all(client, 2) == [MESSAGE, MESSAGE]
 
 
+@pytest.mark.parametrize("message", ["héllo ✓", "lone \ud800 surrogate", bytearray(b"\x00\xff")])
+async def test_the_shared_frame_is_what_send_nowait_would_send(
+    message: str | bytearray,
+) -> None:
+    async with open_room() as room:
+        (a, client_a), (b, client_b), (c, client_c) = [await room.join() for _ in range(3)]
+        d, client_d = await room.join("deflate")
+        # send_nowait alone on one connection; broadcast to two that share a
+        # frame and one that encodes its own.
+        try:
+            (await a.opened).writable.send_nowait(message)
+        except Exception as exc:
+            with pytest.raises(type(exc)):
+                wsstream.broadcast([d, b, c], message)
+            assert all(s.statistics().messages_sent == 0 for s in (b, c, d))
+            return
+        assert wsstream.broadcast([d, b, c], message).sent == 3
+        expected = await receive_all(client_a, 1)
+        for client in (client_b, client_c, client_d):
+            assert await receive_all(client, 1) == expected
+
+
 async def test_compressed_connections_encode_their_own_and_decode_correctly(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -109,6 +109,9 @@ def broadcast(
     """
     text = _is_text(message)
     closing = _check_policy(policy, close_code, reason)
+    # The payload of the shared frame, as send_nowait encodes it; here, so
+    # that a str that cannot be encoded fails before anything is queued.
+    data = message.encode() if isinstance(message, str) else message
     if isinstance(targets, (str, bytes, bytearray, memoryview, WebSocketStream, Writable)) or (
         not isinstance(targets, Iterable)
     ):
@@ -137,7 +140,6 @@ def broadcast(
             # bytes objects for every other one (the saving broadcast is for).
             frame = shared
             if frame is None:
-                data = message.encode() if isinstance(message, str) else message
                 frame = shared = shared_frame(text, data)
         try:
             conn.broadcast_nowait(message, text, frame)
