@@ -369,15 +369,15 @@ async def test_shared_frames_are_refused_where_the_core_would_mask_or_compress()
         conn = wss._conn
         assert not conn.core.shares_frames
         with pytest.raises(RuntimeError):
-            conn.broadcast_nowait("x", True, shared_frame(True, b"x"))
+            conn.broadcast_nowait(b"x", True, shared_frame(True, b"x"))
         assert wss.statistics().messages_sent == 0
-        conn.broadcast_nowait("own", True, None)  # encoded (masked) by its core
+        conn.broadcast_nowait(b"own", True, None)  # encoded (masked) by its core
         assert await peer.receive_frame() == (TEXT, b"own", True)
     async with open_room() as room:
         server, _ = await room.join("deflate")
         assert not server._conn.core.shares_frames
         with pytest.raises(RuntimeError):
-            server._conn.broadcast_nowait("x", True, shared_frame(True, b"x"))
+            server._conn.broadcast_nowait(b"x", True, shared_frame(True, b"x"))
 
 
 async def test_the_hook_checks_what_send_nowait_checks() -> None:

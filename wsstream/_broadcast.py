@@ -10,8 +10,8 @@ import trio
 
 from ._channels import Writable
 from ._engine.connection import Connection
-from ._engine.writer import _is_text
 from ._errors import MAX_REASON_BYTES
+from ._messages import SendableMessage, encode_message
 from ._protocol import shared_frame
 from ._stream import WebSocketStream
 
@@ -43,7 +43,7 @@ class BroadcastResult(Generic[TargetT]):
 
 def broadcast(
     targets: Iterable[TargetT],
-    message: str | bytes | bytearray | memoryview,
+    message: SendableMessage,
     *,
     policy: Literal["skip", "close"] = "skip",
     close_code: int = 1008,
@@ -107,11 +107,10 @@ def broadcast(
     audiences, split them and ``await trio.lowlevel.checkpoint()`` between
     the parts.
     """
-    text = _is_text(message)
+    # The payload, as send_nowait encodes it (the same function): once for
+    # every connection, and a bad message fails before anything is queued.
+    text, data = encode_message(message)
     closing = _check_policy(policy, close_code, reason)
-    # The payload of the shared frame, as send_nowait encodes it; here, so
-    # that a str that cannot be encoded fails before anything is queued.
-    data = message.encode() if isinstance(message, str) else message
     if isinstance(targets, (str, bytes, bytearray, memoryview, WebSocketStream, Writable)) or (
         not isinstance(targets, Iterable)
     ):
@@ -142,7 +141,7 @@ def broadcast(
             if frame is None:
                 frame = shared = shared_frame(text, data)
         try:
-            conn.broadcast_nowait(message, text, frame)
+            conn.broadcast_nowait(data, text, frame)
         except trio.WouldBlock:
             slow.append(item)
             if closing:

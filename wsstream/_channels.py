@@ -10,6 +10,7 @@ import trio
 from ._engine.connection import Connection
 from ._errors import RESERVED_CODES, WebSocketError
 from ._large import MessageReader, MessageWriter
+from ._messages import SendableMessage
 
 __all__ = ["Message", "OpenInfo", "Readable", "Writable", "close_args_from_reason", "open_info"]
 
@@ -121,10 +122,11 @@ class Readable(trio.abc.ReceiveChannel[Message]):
         return self._conn.statistics().buffered_in
 
 
-class Writable(trio.abc.SendChannel[str | bytes | bytearray | memoryview]):
+class Writable(trio.abc.SendChannel[SendableMessage]):
     """The outgoing messages of a connection.
 
-    ``send(str)`` sends a text message, ``send(bytes-like)`` a binary one.
+    ``send(str)`` sends a text message, ``send(buffer)`` (``bytes``, or any
+    object with the buffer protocol) a binary one.
     """
 
     __slots__ = ("_conn",)
@@ -132,8 +134,14 @@ class Writable(trio.abc.SendChannel[str | bytes | bytearray | memoryview]):
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
-    async def send(self, value: str | bytes | bytearray | memoryview) -> None:
+    async def send(self, value: SendableMessage) -> None:
         """Queue one message for sending.
+
+        A ``str`` is a text message; lone surrogates in it are sent as
+        U+FFFD, as the browser's USVString conversion does. Any object with
+        the buffer protocol (``bytes``, ``bytearray``, ``memoryview``,
+        ``array.array``, a NumPy array...) is a binary message made of its
+        bytes as ``memoryview(value).tobytes()`` gives them (C order).
 
         Waits while more than ``write_limit`` bytes are waiting to be written
         (so a slow peer slows the writer), then queues the whole message and
@@ -147,14 +155,14 @@ class Writable(trio.abc.SendChannel[str | bytes | bytearray | memoryview]):
         non-blocking system call, when it leaves more than ``write_limit``
         queued or is about to wait in ``receive()`` after sending).
 
-        Raises :class:`TypeError` for anything but ``str`` or a bytes-like
-        object; :class:`trio.ClosedResourceError` once this side closed; the
+        Raises :class:`TypeError` for anything else (before waiting);
+        :class:`trio.ClosedResourceError` once this side closed; the
         connection's :class:`WebSocketError` once the peer closed or the
         connection failed.
         """
         await self._conn.send(value)
 
-    def send_nowait(self, value: str | bytes | bytearray | memoryview) -> None:
+    def send_nowait(self, value: SendableMessage) -> None:
         """Queue one message now, or raise :class:`trio.WouldBlock`.
 
         As trio's ``MemorySendChannel.send_nowait``: queues the whole message

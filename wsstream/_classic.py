@@ -62,6 +62,7 @@ from trio.lowlevel import ParkingLot, cancel_shielded_checkpoint, checkpoint_if_
 
 from ._channels import Writable
 from ._errors import InvalidStateError, WebSocketError, check_close_args
+from ._messages import SendableMessage, encode_message
 from ._stream import WebSocketStream
 
 __all__ = [
@@ -185,20 +186,6 @@ class _HandlerSlot(Generic[E]):
             raise TypeError(f"on_{self._name} must be callable or None")
         instance._handlers[self._name] = value
         instance._pump_lot.unpark_all()
-
-
-def _usv(text: str) -> tuple[str, int]:
-    """The browser's USVString conversion (lone surrogates become U+FFFD),
-    and the size of the text in UTF-8."""
-    if text.isascii():
-        return text, len(text)
-    try:
-        return text, len(text.encode("utf-8"))
-    except UnicodeEncodeError:
-        # UTF-16 with surrogatepass pairs up proper surrogate pairs; the
-        # decoder then replaces the lone ones.
-        text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
-        return text, len(text.encode("utf-8"))
 
 
 _CLOSE_TIMEOUT_DEFAULT: float | None = inspect.signature(WebSocketStream).parameters[
@@ -377,12 +364,14 @@ class WebSocket:
 
     # -- the browser's methods -----------------------------------------------
 
-    def send(self, data: str | bytes | bytearray | memoryview) -> None:
+    def send(self, data: SendableMessage) -> None:
         """Queue one message; never blocks (the browser's ``send()``).
 
         A ``str`` is sent as a text message (lone surrogates become U+FFFD,
-        as the browser's USVString conversion does), any bytes-like object as
-        a binary message (copied at once, so a buffer may be reused).
+        as the browser's USVString conversion does), any object with the
+        buffer protocol (``bytes``, ``bytearray``, ``memoryview``,
+        ``array.array``...) as a binary message of its bytes (copied at
+        once, so a buffer may be reused).
         ``buffered_amount`` grows by its size and falls as it is written.
         Messages go out in order, before a later :meth:`close`.
 
@@ -391,16 +380,11 @@ class WebSocket:
         ``CLOSED``, the data is discarded and ``buffered_amount`` still grows
         by its size, as in the browser; no error is raised.
         """
-        message: str | bytes
-        if isinstance(data, str):
-            message, size = _usv(data)
-        elif isinstance(data, (bytes, bytearray, memoryview)):
-            message = bytes(data)
-            size = len(message)
-        else:
-            raise TypeError(
-                f"data must be str or a bytes-like object, not {type(data).__name__}"
-            )
+        text, payload = encode_message(data)
+        size = len(payload)
+        # The writable takes str for text: the queue keeps the text with its
+        # lone surrogates already replaced, so that the size counted is sent.
+        message: str | bytes = payload.decode() if text else payload
         state = self.ready_state
         if state == CONNECTING:
             raise InvalidStateError("the WebSocket is still connecting")

@@ -15,6 +15,7 @@ import trio
 from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled, current_task
 
 from .._errors import WebSocketError
+from .._messages import encode_message
 from .._options import Options
 from .._protocol import Core, Verdict
 from .._transport import Transport
@@ -33,18 +34,6 @@ MAX_PENDING_CONTROL = 128 * 1024
 #: At most this many schedule passes may a flusher wait for the user to
 #: answer messages already in the inbox before it writes.
 FLUSH_DEFER_PASSES = 64
-
-
-def _is_text(message: object) -> bool:
-    """Whether a message is text (``str``) or binary; TypeError otherwise."""
-    if isinstance(message, str):
-        return True
-    if isinstance(message, (bytes, bytearray, memoryview)):
-        return False
-    raise TypeError(
-        f"a message must be str or a bytes-like object, not {type(message).__name__}"
-    )
-
 
 
 class Writer:
@@ -160,24 +149,24 @@ class Writer:
                     self._fail(1011, "keepalive ping timeout")
                     return
 
-    async def send(self, message: str | bytes | bytearray | memoryview) -> None:
+    async def send(self, message: object) -> None:
         """Queue one message; see :meth:`Writable.send`."""
-        text = _is_text(message)
+        text, payload = encode_message(message)
         await checkpoint_if_cancelled()
         out = self._out
         # A message sent in parts goes first: data frames never interleave.
         while (out.size > self._write_limit or self._parts) and self._send_error is None:
             await out.wait_for_writes()
-        self._queue(message, text)
+        self._queue(payload, text)
         if not self.messages_sent & YIELD_MASK:
             await cancel_shielded_checkpoint()
 
-    def send_nowait(self, message: str | bytes | bytearray | memoryview) -> None:
+    def send_nowait(self, message: object) -> None:
         """Queue one message without waiting; see :meth:`Writable.send_nowait`."""
-        text = _is_text(message)
+        text, payload = encode_message(message)
         if (self._out.size > self._write_limit or self._parts) and self._send_error is None:
             raise trio.WouldBlock
-        self._queue(message, text)
+        self._queue(payload, text)
 
     # -- a message sent in parts (Writable.send_stream) --------------------------
 
@@ -235,13 +224,14 @@ class Writer:
 
     def broadcast_nowait(
         self,
-        message: str | bytes | bytearray | memoryview,
+        payload: bytes,
         text: bool,
         frame: tuple[bytes, ...] | None,
     ) -> None:
         """:meth:`send_nowait` for :func:`wsstream.broadcast`, which checked
-        the message once for all connections (``text``: which kind it is)
-        and may have built its frame once for many: ``frame``, from
+        and encoded the message once for all connections (``text`` and
+        ``payload`` from :func:`~wsstream._messages.encode_message`) and may
+        have built its frame once for many: ``frame``, from
         :func:`~wsstream._protocol.core.shared_frame`, is then queued as it
         is, and may be given only where ``core.shares_frames`` (the bytes
         this core would have built; else :class:`RuntimeError`, as an
@@ -251,26 +241,21 @@ class Writer:
         """
         if self._out.size > self._write_limit and self._send_error is None:
             raise trio.WouldBlock
-        self._queue(message, text, frame)
+        self._queue(payload, text, frame)
 
     def _queue(
-        self,
-        message: str | bytes | bytearray | memoryview,
-        text: bool,
-        frame: tuple[bytes, ...] | None = None,
+        self, payload: bytes, text: bool, frame: tuple[bytes, ...] | None = None
     ) -> None:
-        """Encode one message into the outbox (or raise why it cannot go);
-        ``frame``: already encoded (see :meth:`broadcast_nowait`)."""
+        """Frame one message (its payload from encode_message) into the outbox
+        (or raise why it cannot go); ``frame``: already encoded (see
+        :meth:`broadcast_nowait`)."""
         if self._send_error is not None:
             raise self._send_error.with_traceback(None)
         core = self.core
         if not core.is_open:
             raise self._not_open_error()
         if frame is None:
-            frame = (
-                core.send_text(message.encode())  # type: ignore[union-attr]
-                if text else core.send_binary(message)  # type: ignore[arg-type]
-            )
+            frame = core.send_text(payload) if text else core.send_binary(payload)
         elif not core.shares_frames:
             raise RuntimeError("a shared frame for a connection that masks or compresses")
         self.messages_sent += 1

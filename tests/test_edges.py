@@ -1,0 +1,102 @@
+"""The edges of the public API (issue 13): what ``send()`` accepts, awaiting
+a stream that was never entered, ``wss://`` over a given stream, URL
+credentials, and argument checks. Real servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import array
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+import wsstream
+from tests.conftest import Server
+
+
+class Recorder:
+    """A handler that keeps every message and the request it was opened with."""
+
+    def __init__(self) -> None:
+        self.messages: list[str | bytes] = []
+        self.requests: list[wsstream.Request] = []
+        self.done = trio.Event()
+
+    async def __call__(self, wss: wsstream.WebSocketStream) -> None:
+        assert wss.request is not None
+        self.requests.append(wss.request)
+        readable, *_ = await wss.opened
+        try:
+            async for message in readable:
+                self.messages.append(message)
+        finally:
+            self.done.set()
+
+
+async def send_and_record(server: Server, *messages: Any) -> list[str | bytes]:
+    """Send ``messages`` from a client; what the server received."""
+    recorder = Recorder()
+    url = await server.start(recorder)
+    async with wsstream.WebSocketStream(url) as wss:
+        _, writable, *_ = await wss.opened
+        for message in messages:
+            await writable.send(message)
+    with trio.fail_after(30):
+        await recorder.done.wait()
+    return recorder.messages
+
+
+# -- item 7: any object with the buffer protocol is a binary message ----------
+
+
+async def test_send_accepts_any_object_with_the_buffer_protocol(server: Server) -> None:
+    numbers = array.array("H", [1, 2, 3])
+    matrix = memoryview(bytearray(b"abcdef")).cast("B", (2, 3))
+    every_other = memoryview(b"abcdef")[::2]  # not contiguous
+    got = await send_and_record(server, numbers, matrix, every_other)
+    assert got == [numbers.tobytes(), b"abcdef", b"ace"]
+
+
+async def test_a_mutable_buffer_is_copied_by_send(server: Server) -> None:
+    recorder = Recorder()
+    url = await server.start(recorder)
+    numbers = array.array("B", b"abc")
+    async with wsstream.WebSocketStream(url) as wss:
+        _, writable, *_ = await wss.opened
+        await writable.send(numbers)
+        numbers[0] = ord("x")  # after send() returned, before the flush
+    with trio.fail_after(30):
+        await recorder.done.wait()
+    assert recorder.messages == [b"abc"]
+
+
+async def test_send_of_a_non_buffer_raises_type_error_naming_the_type(echo_url: str) -> None:
+    async with wsstream.WebSocketStream(echo_url) as wss:
+        readable, writable, *_ = await wss.opened
+        with pytest.raises(TypeError, match=r"buffer protocol.* not int"):
+            await writable.send(42)  # type: ignore[arg-type]
+        await writable.send("still open")
+        assert await readable.receive() == "still open"
+
+
+async def test_classic_send_accepts_any_buffer(server: Server) -> None:
+    recorder = Recorder()
+    url = await server.start(recorder)
+    async with wsstream.WebSocket(url) as ws:
+        assert isinstance(await anext(ws.events()), wsstream.OpenEvent)
+        ws.send(array.array("H", [1, 2]))
+        assert ws.buffered_amount >= 4
+    with trio.fail_after(30):
+        await recorder.done.wait()
+    assert recorder.messages == [array.array("H", [1, 2]).tobytes()]
+
+
+# -- item 8: lone surrogates become U+FFFD ---------------------------------------
+
+
+async def test_lone_surrogates_are_sent_as_u_fffd(server: Server) -> None:
+    got = await send_and_record(server, "a\udcffb", "\ud800", "\ud83d\ude00 pair", "plain é")
+    assert got == ["a\ufffdb", "\ufffd", "\U0001f600 pair", "plain é"]
+
+
