@@ -100,3 +100,32 @@ async def test_lone_surrogates_are_sent_as_u_fffd(server: Server) -> None:
     assert got == ["a\ufffdb", "\ufffd", "\U0001f600 pair", "plain é"]
 
 
+# -- item 9: opened / closed of a client never entered ----------------------------
+
+
+async def test_awaiting_opened_or_closed_of_a_client_never_entered_raises_at_once() -> None:
+    wss = wsstream.WebSocketStream("ws://127.0.0.1:1/")
+    opened, closed = wss.opened, wss.closed  # reading them does not raise
+    # fail_after only guards against the old behaviour, which waited for ever.
+    with trio.fail_after(10):
+        with trio.testing.assert_no_checkpoints(), pytest.raises(
+            wsstream.InvalidStateError, match="async with"
+        ):
+            await opened
+        with pytest.raises(wsstream.InvalidStateError):
+            await closed
+        with pytest.raises(wsstream.InvalidStateError):
+            await wss.opened  # again: it does not settle
+
+
+async def test_opened_read_before_entering_works_once_entered(echo_url: str) -> None:
+    wss = wsstream.WebSocketStream(echo_url)
+    opened, closed = wss.opened, wss.closed
+    async with wss:
+        readable, writable, *_ = await opened
+        await writable.send("x")
+        assert await readable.receive() == "x"
+        wss.close(1000)
+        assert await closed == (1000, "")
+
+

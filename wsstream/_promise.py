@@ -14,9 +14,11 @@ from typing import Any, Generic, TypeVar
 
 import trio
 
+from ._errors import InvalidStateError
+
 T = TypeVar("T")
 
-__all__ = ["Promise"]
+__all__ = ["Promise", "StartedPromise"]
 
 
 class Promise(Generic[T]):
@@ -101,3 +103,29 @@ class Promise(Generic[T]):
         else:
             state = f"resolved with {self._value!r}"
         return f"<Promise {state}>"
+
+
+class StartedPromise(Promise[T]):
+    """A client's promise: it can settle only once its connection started.
+
+    Until :meth:`start` is called (by the client's ``async with``), awaiting
+    it raises :class:`InvalidStateError` at once, with the message given,
+    instead of waiting for ever: nothing would ever settle it. Reading it or
+    passing it around is fine; a promise taken before ``async with`` may be
+    awaited inside the block.
+    """
+
+    __slots__ = ("_not_started",)
+
+    def __init__(self, not_started: str) -> None:
+        super().__init__()
+        self._not_started: str | None = not_started
+
+    def start(self) -> None:
+        """The connection runs: from now on, awaiting waits as usual."""
+        self._not_started = None
+
+    async def wait(self) -> T:
+        if self._not_started is not None:
+            raise InvalidStateError(self._not_started)
+        return await super().wait()

@@ -15,7 +15,7 @@ from ._errors import AbortError, InvalidStateError, check_close_args
 from ._handshake import ClientHandshake
 from ._http import Headers, HeadersLike, Request
 from ._options import CloseInfo, Options, Statistics
-from ._promise import Promise
+from ._promise import Promise, StartedPromise
 from ._transport import peer_address
 from ._url import WebSocketURL, check_protocols, parse_url
 from ._version import __version__
@@ -174,6 +174,16 @@ class WebSocketStream:
         self._conn = Connection(
             handshake, options, open_info, stream=stream, connect=None if stream else connect
         )
+        # Nothing settles these before ``async with`` starts the connection:
+        # awaiting them earlier raises instead of waiting for ever.
+        not_started = (
+            "the WebSocketStream was never entered: await opened and closed "
+            "inside 'async with wss:'"
+        )
+        self._opened_gate: StartedPromise[OpenInfo] = StartedPromise(not_started)
+        self._closed_gate: StartedPromise[CloseInfo] = StartedPromise(not_started)
+        self._conn.opened = self._opened_gate
+        self._conn.closed = self._closed_gate
         self._signal = signal
         self._server_side = False
         self._request: Request | None = None
@@ -276,6 +286,8 @@ class WebSocketStream:
         if self._entered:
             raise RuntimeError("a WebSocketStream can be entered only once")
         self._entered = True
+        self._opened_gate.start()
+        self._closed_gate.start()
         self._nursery_cm = trio.open_nursery()
         nursery = await self._nursery_cm.__aenter__()
         if self._signal is not None and self._signal.is_set():
