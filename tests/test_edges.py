@@ -5,11 +5,13 @@ credentials, and argument checks. Real servers on 127.0.0.1."""
 from __future__ import annotations
 
 import array
+import ssl
 from typing import Any
 
 import pytest
 import trio
 import trio.testing
+import trustme
 
 import wsstream
 from tests.conftest import Server
@@ -127,5 +129,95 @@ async def test_opened_read_before_entering_works_once_entered(echo_url: str) -> 
         assert await readable.receive() == "x"
         wss.close(1000)
         assert await closed == (1000, "")
+
+
+# -- item 1: wss:// over a given stream ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def named_tls() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context for the name ``wsstream.test`` and a client that trusts it."""
+    ca = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("wsstream.test").configure_cert(server)
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+    return server, client
+
+
+async def test_wss_over_a_given_stream_does_tls_named_by_the_url(
+    server: Server, named_tls: tuple[ssl.SSLContext, ssl.SSLContext]
+) -> None:
+    server_context, client_context = named_tls
+    recorder = Recorder()
+    url = await server.start(recorder, ssl_context=server_context)
+    port = int(url.rsplit(":", 1)[1])
+    # The stream goes to 127.0.0.1; the certificate is checked against the
+    # URL's host, which need not resolve at all.
+    tcp = await trio.open_tcp_stream("127.0.0.1", port)
+    target = f"wss://wsstream.test:{port}/secret?token=abc"
+    async with wsstream.WebSocketStream(
+        target, stream=tcp, ssl_context=client_context
+    ) as wss:
+        _, writable, *_ = await wss.opened
+        await writable.send("over TLS")
+    with trio.fail_after(30):
+        await recorder.done.wait()
+    assert recorder.messages == ["over TLS"]
+    assert recorder.requests[0].path == "/secret?token=abc"
+
+
+async def test_wss_over_a_given_stream_never_writes_the_request_in_clear() -> None:
+    client_end, peer_end = trio.testing.memory_stream_pair()
+    async with wsstream.WebSocketStream(
+        "wss://example.test/secret?token=abc", stream=client_end, open_timeout=30
+    ) as wss:
+        with trio.fail_after(30):
+            first = await peer_end.receive_some()
+        # A TLS record (handshake, 0x16), not "GET /secret?token=abc".
+        assert first[:1] == b"\x16"
+        assert b"token" not in first
+        wss.close()
+    with pytest.raises(wsstream.WebSocketError):
+        await wss.opened
+
+
+async def test_wss_over_a_given_tls_stream_adds_no_second_layer(
+    server: Server, named_tls: tuple[ssl.SSLContext, ssl.SSLContext]
+) -> None:
+    server_context, client_context = named_tls
+    url = await server.start(Recorder(), ssl_context=server_context)
+    port = int(url.rsplit(":", 1)[1])
+    tls = trio.SSLStream(
+        await trio.open_tcp_stream("127.0.0.1", port), client_context,
+        server_hostname="wsstream.test",
+    )
+    async with wsstream.WebSocketStream(f"wss://wsstream.test:{port}/", stream=tls) as wss:
+        await wss.opened
+
+
+async def test_wss_over_a_given_stream_with_an_untrusted_certificate_fails(
+    server: Server, named_tls: tuple[ssl.SSLContext, ssl.SSLContext]
+) -> None:
+    server_context, _ = named_tls
+    url = await server.start(Recorder(), ssl_context=server_context)
+    port = int(url.rsplit(":", 1)[1])
+    tcp = await trio.open_tcp_stream("127.0.0.1", port)
+    # The default context: the test CA is not trusted.
+    async with wsstream.WebSocketStream(f"wss://wsstream.test:{port}/", stream=tcp) as wss:
+        with pytest.raises(wsstream.HandshakeError, match="CERTIFICATE_VERIFY_FAILED"):
+            await wss.opened
+
+
+async def test_a_given_stream_is_closed_when_aborted_before_it_was_used() -> None:
+    for url in ("ws://example.test/", "wss://example.test/"):
+        client_end, peer_end = trio.testing.memory_stream_pair()
+        signal = trio.Event()
+        signal.set()
+        async with wsstream.WebSocketStream(url, stream=client_end, signal=signal) as wss:
+            with pytest.raises(wsstream.AbortError):
+                await wss.opened
+        with trio.fail_after(30):
+            assert await peer_end.receive_some() == b""  # closed, nothing sent
 
 

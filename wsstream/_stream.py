@@ -10,6 +10,7 @@ from typing import Any
 import trio
 
 from ._channels import OpenInfo, open_info
+from ._client import open_transport
 from ._engine.connection import RUN_TASK_NAME, Connection
 from ._errors import AbortError, InvalidStateError, check_close_args
 from ._handshake import ClientHandshake
@@ -85,7 +86,12 @@ class WebSocketStream:
     * ``ssl_context=None``: for ``wss://``; the default verifies the server
       against the system's trust store and checks the host name.
     * ``stream=None``: a connected :class:`trio.abc.Stream` to speak over
-      instead of dialling the URL's host (Unix sockets, tests, proxies).
+      instead of dialling the URL's host (Unix sockets, tests, proxies). The
+      connection owns it and closes it. For ``wss://`` it does TLS over it
+      (the URL's host names the server and is checked against its
+      certificate; ``ssl_context`` or the default context), unless it
+      already is a :class:`trio.SSLStream`: a ``wss://`` URL never goes out
+      in clear.
     * ``open_timeout=10``: seconds for TCP, TLS and the opening handshake
       together (websockets: 10; trio-websocket: 60). Expiry raises a
       :class:`HandshakeError`.
@@ -164,16 +170,14 @@ class WebSocketStream:
             headers=Headers(headers),
             user_agent=user_agent,
         )
-        context = ssl_context
+        given, context = stream, ssl_context
 
         async def connect() -> trio.abc.Stream:
-            from ._client import open_stream
+            # Also with a given stream: wss:// means TLS over it.
+            return await open_transport(url_value, given, context)
 
-            return await open_stream(url_value, context)
-
-        self._conn = Connection(
-            handshake, options, open_info, stream=stream, connect=None if stream else connect
-        )
+        self._conn = Connection(handshake, options, open_info, connect=connect)
+        self._given_stream = stream
         # Nothing settles these before ``async with`` starts the connection:
         # awaiting them earlier raises instead of waiting for ever.
         not_started = (
@@ -197,6 +201,7 @@ class WebSocketStream:
         # nothing on a server's stream needs it.
         self._url = str(parse_url(url))
         self._conn = conn
+        self._given_stream = None
         self._signal = None
         self._server_side = True
         self._request = request
@@ -256,7 +261,8 @@ class WebSocketStream:
     @property
     def remote_address(self) -> object:
         """The peer's address as the socket reports it; ``None`` if unknown."""
-        return peer_address(self._conn.stream)
+        stream = self._conn.stream
+        return peer_address(stream if stream is not None else self._given_stream)
 
     @property
     def latency(self) -> float | None:
@@ -320,6 +326,11 @@ class WebSocketStream:
             if exc is not None and isinstance(error, trio.Cancelled):
                 return False  # the body's own exception goes on
             raise error from None
+        finally:
+            if self._given_stream is not None and conn.stream is None:
+                # Aborted before the connection took the given stream: it
+                # is still the connection's to close.
+                await trio.aclose_forcefully(self._given_stream)
         return False
 
 

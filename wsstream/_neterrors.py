@@ -1,0 +1,68 @@
+"""Socket errors that say which address they are about.
+
+trio's ``open_tcp_stream`` reports a refused connection as "all attempts to
+connect to HOST:PORT failed" (the reason is in the exception's cause), and
+a name that does not resolve as "[Errno -2] Name or service not known"
+(no name); binding says "[Errno 98] Address already in use" (no address).
+:func:`with_address` gives the same error type and ``errno`` with one message
+that has both: ``"127.0.0.1:1: connection refused"``, ``"cannot listen on
+127.0.0.1:8765: address already in use"``.
+"""
+
+from __future__ import annotations
+
+import socket
+
+__all__ = ["with_address"]
+
+
+def with_address(
+    exc: OSError, host: str | bytes | None, port: int, action: str = ""
+) -> OSError:
+    """``exc`` again, its message ``"[ACTION ]HOST:PORT: reason"``.
+
+    The error has the type and ``errno`` of the system's own error (for
+    trio's "all attempts failed", of the first attempt's) and that error's
+    cause (trio's group of attempts), else the error itself, as its cause:
+    raise it without ``from``. ``host=None``
+    (every interface) is written ``*``.
+    """
+    if isinstance(host, bytes):
+        host = host.decode("ascii", "replace")
+    if host is None:
+        where = f"*:{port}"
+    elif ":" in host:
+        where = f"[{host}]:{port}"
+    else:
+        where = f"{host}:{port}"
+    original = _first_cause(exc)
+    message = f"{action} {where}: {_reason(original)}".lstrip()
+    try:
+        # The type of the first attempt's error: ConnectionRefusedError,
+        # socket.gaierror... so that callers can still tell them apart.
+        error = type(original)(message)
+    except Exception:  # an OSError subclass with a constructor of its own
+        error = OSError(message)
+    # Only errno: with strerror set too, str() would become "[Errno N] strerror".
+    error.errno = original.errno
+    # Its cause is the original's (trio's group of attempts), else the original.
+    error.__cause__ = exc.__cause__ or exc
+    return error
+
+
+def _first_cause(exc: OSError) -> OSError:
+    """The first attempt's error behind trio's "all attempts ... failed"."""
+    cause = exc.__cause__
+    while isinstance(cause, BaseExceptionGroup):
+        cause = cause.exceptions[0]
+    return cause if isinstance(cause, OSError) else exc
+
+
+def _reason(original: OSError) -> str:
+    """What the system said, worded as the end of a sentence."""
+    if isinstance(original, socket.gaierror):
+        return f"name not resolved ({original.strerror or original})"
+    reason = original.strerror or str(original)
+    if reason[:1].isupper() and reason[1:2].islower():
+        reason = reason[0].lower() + reason[1:]
+    return reason
