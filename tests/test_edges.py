@@ -5,6 +5,7 @@ credentials, and argument checks. Real servers on 127.0.0.1."""
 from __future__ import annotations
 
 import array
+import base64
 import ssl
 from typing import Any
 
@@ -129,6 +130,31 @@ async def test_opened_read_before_entering_works_once_entered(echo_url: str) -> 
         assert await readable.receive() == "x"
         wss.close(1000)
         assert await closed == (1000, "")
+
+
+# -- item 11: URL credentials --------------------------------------------------------
+
+
+async def test_url_userinfo_becomes_basic_authorization_and_leaves_the_url(
+    server: Server,
+) -> None:
+    recorder = Recorder()
+    url = await server.start(recorder)
+    with_credentials = url.replace("ws://", "ws://al%40ice:s%3Ac%20ret@") + "/path?q=1"
+    async with wsstream.WebSocketStream(with_credentials) as wss:
+        assert wss.url == url + "/path?q=1"
+        await wss.opened
+    with trio.fail_after(30):
+        await recorder.done.wait()
+    # Percent-escapes in the URL are decoded before the Basic encoding (RFC 7617).
+    expected = "Basic " + base64.b64encode(b"al@ice:s:c ret").decode()
+    assert recorder.requests[0].headers["Authorization"] == expected
+
+
+def test_a_url_user_name_with_a_colon_is_refused() -> None:
+    # Basic authentication (RFC 7617) cannot carry it: "a:b" + ":" + "pw".
+    with pytest.raises(ValueError, match="user name"):
+        wsstream.WebSocketStream("ws://a%3Ab:pw@127.0.0.1:1/")
 
 
 # -- item 1: wss:// over a given stream ------------------------------------------------

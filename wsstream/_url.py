@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Sequence
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import attrs
 
@@ -49,9 +49,12 @@ class WebSocketURL:
 def parse_url(url: str) -> WebSocketURL:
     """Parse and normalise ``url`` as the browser does.
 
-    ``http`` and ``https`` become ``ws`` and ``wss``. Raises
+    ``http`` and ``https`` become ``ws`` and ``wss``. Credentials
+    (``user:password@``) are kept apart, percent-decoded, and are not part
+    of the normalised URL. Raises
     :class:`TypeError` if ``url`` is not a str and :class:`ValueError` for
-    another scheme, a fragment, a missing host or an unparsable URL.
+    another scheme, a fragment, a missing host, a user name with ``:`` or an
+    unparsable URL.
     """
     if not isinstance(url, str):
         raise TypeError(f"url must be a str, not {type(url).__name__}")
@@ -93,7 +96,13 @@ def parse_url(url: str) -> WebSocketURL:
         resource += "?" + quote(parts.query, safe=_QUERY_SAFE)
     user_info = None
     if parts.username is not None:
-        user_info = (parts.username, parts.password or "")
+        # Credentials are percent-encoded in a URL ("p%40ss" for "p@ss"):
+        # Basic authentication takes them decoded (RFC 3986 3.2.1, RFC 7617).
+        user_info = (unquote(parts.username), unquote(parts.password or ""))
+        if ":" in user_info[0]:
+            raise ValueError(
+                f"invalid URL {url!r}: a user name cannot contain ':' (Basic authentication)"
+            )
     return WebSocketURL(
         secure=scheme == "wss", host=host, port=port, resource=resource, user_info=user_info
     )
