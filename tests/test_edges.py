@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import array
 import base64
+import functools
 import ssl
 from typing import Any
 
@@ -247,3 +248,149 @@ async def test_a_given_stream_is_closed_when_aborted_before_it_was_used() -> Non
             assert await peer_end.receive_some() == b""  # closed, nothing sent
 
 
+# -- item 10: argument checks ----------------------------------------------------------
+
+
+def _serve_with(**kwargs: Any) -> functools.partial[Any]:
+    async def handler(wss: wsstream.WebSocketStream) -> None:
+        pass
+
+    arguments: dict[str, Any] = {"host": "127.0.0.1", "port": 0, **kwargs}
+    host, port = arguments.pop("host"), arguments.pop("port")
+    return functools.partial(wsstream.serve, handler, host, port, **arguments)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"port": 99999}, ValueError),
+        ({"port": -1}, ValueError),
+        ({"port": 65536}, ValueError),
+        ({"port": True}, TypeError),
+        ({"port": "8765"}, TypeError),
+        ({"port": 1.5}, TypeError),
+        ({"host": 127}, TypeError),
+        ({"backlog": "10"}, TypeError),
+        ({"backlog": -1}, ValueError),
+        ({"ssl_context": "yes"}, TypeError),
+        ({"origins": "https://example.com"}, TypeError),
+        ({"origins": [1]}, TypeError),
+        ({"subprotocols": ["a b"]}, ValueError),
+        ({"subprotocols": [1]}, TypeError),
+        ({"select_subprotocol": "v1"}, TypeError),
+        ({"process_request": 1}, TypeError),
+        ({"server_header": 1}, TypeError),
+        ({"server_header": "x\r\nSet-Cookie: a=b"}, ValueError),
+        ({"response_headers": {"X Y": "z"}}, ValueError),
+        ({"response_headers": {"X-Y": "a\nb"}}, ValueError),
+        ({"response_headers": "X-Y: z"}, TypeError),
+        ({"no_such_option": 1}, TypeError),
+    ],
+)
+async def test_serve_refuses_bad_arguments_before_listening(
+    kwargs: dict[str, Any], error: type[Exception]
+) -> None:
+    # fail_after only guards against serving for ever instead of raising.
+    with trio.fail_after(10), pytest.raises(error):
+        await _serve_with(**kwargs)()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"secure": 1}, TypeError),
+        ({"origins": ["https://a.example", 3]}, TypeError),
+        ({"response_headers": [("Name:", "v")]}, ValueError),
+        ({"server_header": "a\x00b"}, ValueError),
+    ],
+)
+async def test_serve_stream_refuses_bad_arguments(
+    kwargs: dict[str, Any], error: type[Exception]
+) -> None:
+    client, server = trio.testing.memory_stream_pair()
+
+    async def handler(wss: wsstream.WebSocketStream) -> None:
+        pass
+
+    with trio.fail_after(10), pytest.raises(error):
+        await wsstream.serve_stream(handler, server, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"origin": "https://a.example\r\nX-Injected: 1"}, ValueError),
+        ({"origin": "https://a.example\n"}, ValueError),
+        ({"user_agent": "agent\r\n"}, ValueError),
+        ({"user_agent": "agent\x00"}, ValueError),
+        ({"user_agent": "snowman \u2603"}, ValueError),  # not ISO-8859-1: cannot be sent
+        ({"headers": {"X Token": "a"}}, ValueError),
+        ({"headers": {"X:Token": "a"}}, ValueError),
+        ({"headers": {"": "a"}}, ValueError),
+        ({"headers": {"X-Token": "a\r\nb"}}, ValueError),
+        ({"headers": {"X-Token": "a\x00b"}}, ValueError),
+        ({"headers": [("X-Token",)]}, TypeError),
+        ({"headers": "X-Token: a"}, TypeError),
+        ({"headers": 42}, TypeError),
+        ({"headers": {"X-Token": 1}}, TypeError),
+        ({"origin": 1}, TypeError),
+    ],
+)
+def test_client_refuses_bad_header_arguments(
+    kwargs: dict[str, Any], error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        wsstream.WebSocketStream("ws://127.0.0.1:1/", **kwargs)
+
+
+def test_classic_refuses_bad_arguments_with_type_and_value_errors() -> None:
+    with pytest.raises(ValueError):
+        wsstream.WebSocket("ws://127.0.0.1:1/", origin="a\r\nb")
+    with pytest.raises(TypeError):
+        wsstream.WebSocket("ws://127.0.0.1:1/", protocols=1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        wsstream.WebSocket(b"ws://127.0.0.1:1/")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error"),
+    [
+        ((200, {"Bad Name": "v"}), {}, ValueError),
+        ((200, {"X": "v\r\nSet-Cookie: a=b"}), {}, ValueError),
+        ((200,), {"headers": "X: y"}, TypeError),
+        ((200,), {"body": "text"}, TypeError),
+        ((True,), {}, TypeError),
+        ((600,), {}, ValueError),
+    ],
+)
+def test_response_refuses_bad_arguments(
+    args: tuple[Any, ...], kwargs: dict[str, Any], error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        wsstream.Response(*args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("items", "error"),
+    [
+        ({"Na me": "v"}, ValueError),
+        ([("X", "a\rb")], ValueError),
+        ([("X", "v", "extra")], TypeError),
+        ("X: v", TypeError),
+        (b"X: v", TypeError),
+        (3, TypeError),
+    ],
+)
+def test_headers_refuse_bad_fields(items: Any, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        wsstream.Headers(items)
+
+
+def test_headers_accept_iso_8859_1_values_and_every_token_name() -> None:
+    headers = wsstream.Headers([("X-!#$%&'*+.^_`|~09az", "caf\u00e9 \t ok")])
+    assert headers["x-!#$%&'*+.^_`|~09AZ"] == "caf\u00e9 \t ok"
+
+
+def test_request_refuses_a_path_that_is_not_a_str() -> None:
+    with pytest.raises(TypeError):
+        wsstream.Request(b"/")  # type: ignore[arg-type]

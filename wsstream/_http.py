@@ -2,11 +2,54 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Mapping
 
 import attrs
 
-__all__ = ["Headers", "HeadersLike", "Request", "Response"]
+__all__ = ["Headers", "HeadersLike", "Request", "Response", "check_header_value"]
+
+# RFC 7230 3.2.6: a field name is a token.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# RFC 7230 3.2: field content is visible ASCII, space, tab and obs-text, the
+# bytes 0x80-0xFF, which a str holds as the ISO-8859-1 characters of the
+# same values (the opening handshake's parser reads them that way too).
+# No CR, LF, NUL or other control character: they could end the field.
+_FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+
+
+def check_header_value(name: str, value: object) -> str:
+    """``value`` if it may be sent as the value of header ``name``.
+
+    Raises :class:`TypeError` if it is not a str and :class:`ValueError` if
+    it holds a character that cannot be in a header value (CR, LF, NUL,
+    another control character, or one beyond U+00FF).
+    """
+    if not isinstance(value, str):
+        raise TypeError(f"the value of header {name!r} must be a str, not {type(value).__name__}")
+    if not _FIELD_VALUE.fullmatch(value):
+        raise ValueError(
+            f"invalid value for header {name!r}: {value!r} (control characters such as "
+            "CR, LF and NUL, and characters beyond U+00FF, cannot be sent)"
+        )
+    return value
+
+
+def _check_field(item: object) -> tuple[str, str]:
+    if not isinstance(item, (tuple, list)) or len(item) != 2:
+        raise TypeError(f"each header must be a (name, value) pair, not {item!r}")
+    name, value = item
+    if not isinstance(name, str):
+        raise TypeError(f"a header name must be a str, not {type(name).__name__}")
+    if not _TOKEN.fullmatch(name):
+        raise ValueError(
+            f"invalid header name {name!r}: a name is an RFC 7230 token (letters, digits "
+            "and !#$%&'*+-.^_`|~; no space, no colon)"
+        )
+    check_header_value(name, value)
+    # A pair that is already a tuple is kept, not copied: the server shares
+    # the common ones between connections.
+    return item if type(item) is tuple else (name, value)
 
 
 class Headers(Mapping[str, str]):
@@ -16,26 +59,35 @@ class Headers(Mapping[str, str]):
     :meth:`get_all` every value in order, and iteration the distinct names in
     the case they first appeared. :meth:`raw_items` gives every field as sent.
     Immutable once built.
+
+    Built from a mapping, an iterable of ``(name, value)`` pairs or another
+    :class:`Headers`. Each name must be an RFC 7230 token (no space, no
+    colon) and each value a str of visible ASCII, spaces, tabs or characters
+    up to U+00FF (no CR, LF, NUL or other control character), else
+    :class:`ValueError`; anything that is not str, or not a pair, raises
+    :class:`TypeError`.
     """
 
     __slots__ = ("_index", "_items")
 
     def __init__(self, items: HeadersLike | None = None) -> None:
-        pairs: list[tuple[str, str]] = []
-        if items is not None:
-            source = items.raw_items() if isinstance(items, Headers) else (
-                items.items() if isinstance(items, Mapping) else items
-            )
-            for item in source:
-                name, value = item
-                if not isinstance(name, str) or not isinstance(value, str):
-                    raise TypeError("header names and values must be str")
-                if any(c in name for c in "\r\n:") or any(c in value for c in "\r\n"):
-                    raise ValueError(f"invalid header {name!r}: {value!r}")
-                # A pair that is already a tuple is kept, not copied: the
-                # server shares the common ones between connections.
-                pairs.append(item if type(item) is tuple else (name, value))
-        self._items = tuple(pairs)
+        pairs: tuple[tuple[str, str], ...] = ()
+        if isinstance(items, Headers):
+            pairs = items.raw_items()  # already checked
+        elif items is not None:
+            if isinstance(items, Mapping):
+                source: Iterable[object] = items.items()
+            elif isinstance(items, Iterable) and not isinstance(
+                items, (str, bytes, bytearray, memoryview)
+            ):
+                source = items
+            else:
+                raise TypeError(
+                    "headers must be a mapping or an iterable of (name, value) pairs, "
+                    f"not {type(items).__name__}"
+                )
+            pairs = tuple(map(_check_field, source))
+        self._items = pairs
         # Built on first lookup: a server keeps every connection's request
         # headers, most of which are never looked up.
         self._index: dict[str, list[str]] | None = None
@@ -110,6 +162,12 @@ class Request:
     method: str = "GET"
     remote_address: object = None
 
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.path, str):
+            raise TypeError(f"path must be a str, not {type(self.path).__name__}")
+        if not isinstance(self.method, str):
+            raise TypeError(f"method must be a str, not {type(self.method).__name__}")
+
 
 @attrs.frozen
 class Response:
@@ -117,7 +175,9 @@ class Response:
 
     Returned by a server's ``process_request`` hook, it rejects the handshake
     with this status, headers and body (``Content-Length`` is added when
-    missing). ``status`` must be 100-599.
+    missing). ``status`` must be an int from 100 to 599 and ``body``
+    ``bytes``; ``headers`` is anything :class:`Headers` accepts. Raises
+    :class:`TypeError` or :class:`ValueError` otherwise.
     """
 
     status: int

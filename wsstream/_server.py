@@ -14,9 +14,10 @@ import trio
 from ._channels import open_info
 from ._engine.connection import RUN_TASK_NAME, Connection
 from ._handshake import ServerHandshake, ServerHooks
-from ._http import Headers, HeadersLike, Request, Response
+from ._http import Headers, HeadersLike, Request, Response, check_header_value
 from ._options import Options
 from ._stream import WebSocketStream
+from ._url import check_protocols
 from ._version import __version__
 
 __all__ = ["serve", "serve_stream", "Handler", "handler_failed"]
@@ -52,9 +53,23 @@ def _config(
 ) -> _Config:
     if not callable(handler):
         raise TypeError("handler must be an async function taking a WebSocketStream")
-    if isinstance(subprotocols, str):
-        raise TypeError("subprotocols must be a sequence of str, not a str")
-    supported = list(subprotocols)
+    supported = list(check_protocols(subprotocols, "subprotocols"))
+    if select_subprotocol is not None and not callable(select_subprotocol):
+        raise TypeError("select_subprotocol must be a function or None")
+    if process_request is not None and not callable(process_request):
+        raise TypeError("process_request must be a function or None")
+    if origins is not None:
+        if isinstance(origins, (str, bytes)) or not isinstance(origins, Sequence):
+            raise TypeError(
+                f"origins must be a sequence of str or None, not {type(origins).__name__}"
+            )
+        for origin in origins:
+            if origin is not None and not isinstance(origin, str):
+                raise TypeError(f"each origin must be a str or None, not {type(origin).__name__}")
+    if server_header is not None:
+        check_header_value("Server", server_header)
+    if not isinstance(secure, bool):
+        raise TypeError(f"secure must be a bool, not {type(secure).__name__}")
 
     def first_supported(request: Request, offered: Sequence[str]) -> str | None:
         # The first of the client's offers that we support (the client
@@ -235,7 +250,25 @@ async def serve(
     ``ssl_context`` serves TLS. Other keyword arguments are the connection
     options of :class:`WebSocketStream` (timeouts, limits, compression,
     keepalive).
+
+    Every argument is checked before anything listens: a wrong type raises
+    :class:`TypeError` (``port=True``, ``origins="https://..."``); a bad
+    value :class:`ValueError` (a port outside 0-65535, a header name that is
+    not a token, CR or LF in a header value).
     """
+    if host is not None and not isinstance(host, (str, bytes)):
+        raise TypeError(f"host must be a str, bytes or None, not {type(host).__name__}")
+    if not isinstance(port, int) or isinstance(port, bool):
+        raise TypeError(f"port must be an int, not {type(port).__name__}")
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port must be 0-65535, not {port}")
+    if backlog is not None:
+        if not isinstance(backlog, int) or isinstance(backlog, bool):
+            raise TypeError(f"backlog must be an int or None, not {type(backlog).__name__}")
+        if backlog < 0:
+            raise ValueError(f"backlog must not be negative, not {backlog}")
+    if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
+        raise TypeError("ssl_context must be an ssl.SSLContext or None")
     config = _config(
         handler, subprotocols=subprotocols, select_subprotocol=select_subprotocol,
         process_request=process_request, origins=origins, response_headers=response_headers,
@@ -277,7 +310,8 @@ async def serve_stream(
     Same handshake options and handler rules as :func:`serve` (``secure``
     says whether the stream is TLS, for ``wss.url``). The stream is closed
     on return. Handler exceptions are logged, not raised; cancellation closes
-    the connection forcefully and propagates.
+    the connection forcefully and propagates. Bad arguments raise
+    :class:`TypeError` or :class:`ValueError` before the stream is used.
     """
     config = _config(
         handler, subprotocols=subprotocols, select_subprotocol=select_subprotocol,

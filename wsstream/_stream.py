@@ -14,7 +14,7 @@ from ._client import open_transport
 from ._engine.connection import RUN_TASK_NAME, Connection
 from ._errors import AbortError, InvalidStateError, check_close_args
 from ._handshake import ClientHandshake
-from ._http import Headers, HeadersLike, Request
+from ._http import Headers, HeadersLike, Request, check_header_value
 from ._options import CloseInfo, Options, Statistics
 from ._promise import Promise, StartedPromise
 from ._transport import peer_address
@@ -147,10 +147,10 @@ class WebSocketStream:
             raise TypeError("ssl_context must be an ssl.SSLContext or None")
         if stream is not None and not isinstance(stream, trio.abc.Stream):
             raise TypeError("stream must be a trio.abc.Stream or None")
-        if origin is not None and not isinstance(origin, str):
-            raise TypeError("origin must be a str or None")
-        if user_agent is not None and not isinstance(user_agent, str):
-            raise TypeError("user_agent must be a str or None")
+        if origin is not None:
+            check_header_value("Origin", origin)
+        if user_agent is not None:
+            check_header_value("User-Agent", user_agent)
         options = Options(
             open_timeout=open_timeout,
             close_timeout=close_timeout,

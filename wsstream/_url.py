@@ -108,8 +108,8 @@ def parse_url(url: str) -> WebSocketURL:
     )
 
 
-def check_protocols(protocols: object) -> tuple[str, ...]:
-    """Validate the client's subprotocol list.
+def check_protocols(protocols: object, name: str = "protocols") -> tuple[str, ...]:
+    """Validate a subprotocol list (the argument called ``name``).
 
     Raises :class:`TypeError` unless ``protocols`` is a sequence of str (a
     bare str is refused, as the browser refuses a string), and
@@ -118,12 +118,12 @@ def check_protocols(protocols: object) -> tuple[str, ...]:
     """
     if isinstance(protocols, (str, bytes, bytearray)) or not isinstance(protocols, Sequence):
         raise TypeError(
-            f"protocols must be a sequence of str, not {type(protocols).__name__}"
+            f"{name} must be a sequence of str, not {type(protocols).__name__}"
         )
     seen: set[str] = set()
     for protocol in protocols:
         if not isinstance(protocol, str):
-            raise TypeError(f"each protocol must be a str, not {type(protocol).__name__}")
+            raise TypeError(f"each of {name} must be a str, not {type(protocol).__name__}")
         if not _TOKEN.fullmatch(protocol):
             raise ValueError(f"invalid subprotocol name {protocol!r}")
         if protocol in seen:
