@@ -394,3 +394,72 @@ def test_headers_accept_iso_8859_1_values_and_every_token_name() -> None:
 def test_request_refuses_a_path_that_is_not_a_str() -> None:
     with pytest.raises(TypeError):
         wsstream.Request(b"/")  # type: ignore[arg-type]
+# -- item 12: errors keep the system's reason and name the address ---------------------
+
+
+async def free_port() -> int:
+    """A port on 127.0.0.1 that nobody listens on."""
+    with trio.socket.socket() as sock:
+        await sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def open_error(url: str, **kwargs: Any) -> str:
+    async with wsstream.WebSocketStream(url, **kwargs) as wss:
+        with pytest.raises(wsstream.HandshakeError) as info:
+            await wss.opened
+    return info.value.message
+
+
+async def test_a_refused_connection_says_so_and_names_the_address() -> None:
+    port = await free_port()
+    message = await open_error(f"ws://127.0.0.1:{port}/")
+    assert f"127.0.0.1:{port}: connection refused" in message
+    assert message.count("127.0.0.1") == 1, message  # once, not once per attempt
+
+
+async def test_a_name_that_does_not_resolve_says_so_and_names_it() -> None:
+    message = await open_error("ws://no-such-host.invalid:8080/", open_timeout=30)
+    assert "no-such-host.invalid:8080: name not resolved" in message
+
+
+async def test_a_tls_failure_keeps_the_ssl_error_as_its_cause(
+    server: Server, named_tls: tuple[ssl.SSLContext, ssl.SSLContext]
+) -> None:
+    url = await server.start(Recorder(), ssl_context=named_tls[0])
+    port = int(url.rsplit(":", 1)[1])
+    tcp = await trio.open_tcp_stream("127.0.0.1", port)
+    # The default context does not trust the test CA.
+    async with wsstream.WebSocketStream(f"wss://wsstream.test:{port}/", stream=tcp) as wss:
+        with pytest.raises(wsstream.HandshakeError) as info:
+            await wss.opened
+    broken = info.value.__cause__
+    assert isinstance(broken, trio.BrokenResourceError)
+    assert str(broken).startswith(f"TLS with wsstream.test:{port} failed: ")
+    assert isinstance(broken.__cause__, ssl.SSLCertVerificationError)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the engine (_engine/connection.py, the lead's) words a broken stream's "
+    "HandshakeError from the stream error's cause, not from its message",
+)
+async def test_a_tls_failure_names_the_address(
+    server: Server, named_tls: tuple[ssl.SSLContext, ssl.SSLContext]
+) -> None:
+    url = await server.start(Recorder(), ssl_context=named_tls[0])
+    port = int(url.rsplit(":", 1)[1])
+    tcp = await trio.open_tcp_stream("127.0.0.1", port)
+    message = await open_error(f"wss://wsstream.test:{port}/", stream=tcp)
+    assert f"TLS with wsstream.test:{port} failed" in message
+
+
+async def test_serve_on_a_busy_port_names_the_address(server: Server) -> None:
+    url = await server.start(Recorder())
+    port = int(url.rsplit(":", 1)[1])
+    with trio.fail_after(10), pytest.raises(OSError) as info:
+        await _serve_with(port=port)()
+    assert str(info.value) == f"cannot listen on 127.0.0.1:{port}: address already in use"
+
+

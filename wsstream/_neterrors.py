@@ -11,6 +11,7 @@ that has both: ``"127.0.0.1:1: connection refused"``, ``"cannot listen on
 
 from __future__ import annotations
 
+import os
 import socket
 
 __all__ = ["with_address"]
@@ -62,7 +63,11 @@ def _reason(original: OSError) -> str:
     """What the system said, worded as the end of a sentence."""
     if isinstance(original, socket.gaierror):
         return f"name not resolved ({original.strerror or original})"
-    reason = original.strerror or str(original)
+    if isinstance(original.errno, int) and original.errno > 0:
+        # The system's own words: trio's strerror repeats the address.
+        reason = os.strerror(original.errno)
+    else:
+        reason = original.strerror or str(original)
     if reason[:1].isupper() and reason[1:2].islower():
         reason = reason[0].lower() + reason[1:]
     return reason

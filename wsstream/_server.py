@@ -15,6 +15,7 @@ from ._channels import open_info
 from ._engine.connection import RUN_TASK_NAME, Connection
 from ._handshake import ServerHandshake, ServerHooks
 from ._http import Headers, HeadersLike, Request, Response, check_header_value
+from ._neterrors import with_address
 from ._options import Options
 from ._stream import WebSocketStream
 from ._url import check_protocols
@@ -254,7 +255,9 @@ async def serve(
     Every argument is checked before anything listens: a wrong type raises
     :class:`TypeError` (``port=True``, ``origins="https://..."``); a bad
     value :class:`ValueError` (a port outside 0-65535, a header name that is
-    not a token, CR or LF in a header value).
+    not a token, CR or LF in a header value). If it cannot listen, it raises
+    :class:`OSError` naming the address: ``"cannot listen on
+    127.0.0.1:8765: address already in use"``.
     """
     if host is not None and not isinstance(host, (str, bytes)):
         raise TypeError(f"host must be a str, bytes or None, not {type(host).__name__}")
@@ -274,7 +277,10 @@ async def serve(
         process_request=process_request, origins=origins, response_headers=response_headers,
         server_header=server_header, secure=ssl_context is not None, options=Options(**options),
     )
-    sockets = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
+    try:
+        sockets = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
+    except OSError as exc:
+        raise with_address(exc, host, port, "cannot listen on")  # noqa: B904 (its cause is set)
     listeners: list[Any] = list(sockets)
     if ssl_context is not None:
         listeners = [
