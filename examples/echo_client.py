@@ -4,7 +4,7 @@ measures a ping and closes cleanly.
     python examples/echo_client.py [HOST] [PORT]      # default 127.0.0.1 8765
 
 Run examples/echo_server.py first (or any echo server, e.g.
-``python -m wsstream serve --echo 8765``).
+``python -m wsstream serve 8765``).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ certificate, build the server's context the same way from your files::
 
 and give clients nothing at all: by default ``wss://`` verifies the server
 against the system's trust store and checks the host name. The command line
-does the same with ``python -m wsstream serve --echo --certfile ... --keyfile
+does the same with ``python -m wsstream serve --certfile ... --keyfile
 ... PORT`` and ``python -m wsstream connect --cafile ca.pem wss://...``.
 """
 

@@ -157,7 +157,11 @@ async def test_connect_refused_is_one_line() -> None:
         await sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     line = one_error_line(await cli("connect", f"ws://127.0.0.1:{port}/"))
-    assert f"cannot connect to ws://127.0.0.1:{port}/" in line
+    # The URL, what failed, the address and the system's reason; each once.
+    assert line == (
+        f"wsstream: ws://127.0.0.1:{port}/: could not connect: "
+        f"127.0.0.1:{port}: connection refused"
+    )
 
 
 async def test_connect_handshake_rejected_is_one_line(server: Server) -> None:
@@ -186,22 +190,115 @@ async def test_connect_handshake_with_a_non_websocket_server_is_one_line(
     assert "HTTP 200" in line
 
 
+def bad_command_line(result: subprocess.CompletedProcess[bytes]) -> str:
+    """argparse's contract: status 2, usage, then one error line."""
+    assert result.returncode == 2, result
+    stderr = result.stderr.decode()
+    assert "Traceback" not in stderr
+    assert stderr.startswith("usage: wsstream"), stderr
+    line = stderr.strip().splitlines()[-1]
+    assert line.startswith("wsstream") and ": error: " in line, stderr
+    return line
+
+
 @pytest.mark.parametrize("url", ["ftp://example.com/", "ws://example.com/#fragment"])
-async def test_connect_bad_url_is_one_line(url: str) -> None:
-    line = one_error_line(await cli("connect", url))
-    assert "URL" in line or "url" in line
+async def test_connect_bad_url_is_a_bad_command_line(url: str) -> None:
+    line = bad_command_line(await cli("connect", url))
+    assert "URL" in line
 
 
 async def test_bad_arguments_exit_2() -> None:
     result = await cli("connect", "-H", "no-colon", "ws://127.0.0.1:1/")
-    assert result.returncode == 2
-    assert b"NAME:VALUE" in result.stderr
+    assert "NAME:VALUE" in bad_command_line(result)
 
 
-async def test_serve_on_a_busy_port_is_one_line(cli_echo_server: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "shown"),
+    [
+        (("connect", "--open-timeout", "-1"), "argument --open-timeout"),
+        (("connect", "--open-timeout", "0"), "argument --open-timeout"),
+        (("connect", "--linger", "-5"), "argument --linger"),
+        (("connect", "--linger", "nan"), "argument --linger"),
+        (("connect", "-H", "X-Token: a\nb"), "argument -H/--header"),
+        (("connect", "-H", "X Token: a"), "argument -H/--header"),
+        (("connect", "-s", "two words"), "subprotocol"),
+        (("connect", "--cafile", "/nonexistent/ca.pem"), "'/nonexistent/ca.pem'"),
+        (("bench", "--size", "big"), "argument --size"),
+    ],
+)
+async def test_every_client_argument_is_checked_before_connecting(
+    server: Server, args: tuple[str, ...], shown: str
+) -> None:
+    connections: list[wsstream.WebSocketStream] = []
+
+    async def handler(wss: wsstream.WebSocketStream) -> None:
+        connections.append(wss)
+
+    url = await server.start(handler)
+    line = bad_command_line(await cli(*args, url, stdin=b"hello\n"))
+    assert shown in line
+    assert connections == []  # nothing was attempted
+
+
+@pytest.mark.parametrize(
+    ("args", "shown"),
+    [
+        (("serve", "127.0.0.1", "99999"), "argument port"),
+        (("serve", "127.0.0.1", "-1"), "argument port"),
+        (("serve", "127.0.0.1", "http"), "argument port"),
+        (("serve", "--max-message-size", "0", "0"), "argument --max-message-size"),
+        (("serve", "--certfile", "/nonexistent/cert.pem", "0"), "'/nonexistent/cert.pem'"),
+        (("serve", "--keyfile", "/nonexistent/key.pem", "0"), "argument --keyfile"),
+    ],
+)
+async def test_every_server_argument_is_checked_before_listening(
+    args: tuple[str, ...], shown: str
+) -> None:
+    # A server that started would run until killed: the timeout would fail.
+    line = bad_command_line(await cli(*args, "--echo"))
+    assert shown in line
+
+
+async def test_serve_needs_no_echo_flag(nursery: trio.Nursery) -> None:
+    process = await nursery.start(functools.partial(
+        trio.run_process, [sys.executable, "-m", "wsstream", "serve", "127.0.0.1", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False, env=ENV,
+    ))
+    try:
+        line = b""
+        with trio.fail_after(TIMEOUT):
+            while not line.endswith(b"\n"):
+                chunk = await process.stdout.receive_some(1)
+                assert chunk, (await process.stderr.receive_some()).decode()
+                line += chunk
+        url = line.decode().split()[-1]
+        result = await cli("connect", url, stdin=b"echoed\n")
+        assert result.stdout == b"echoed\n"
+    finally:
+        process.terminate()
+
+
+async def test_connect_sends_input_that_is_not_utf8_with_u_fffd(server: Server) -> None:
+    received: list[str | bytes] = []
+
+    async def handler(wss: wsstream.WebSocketStream) -> None:
+        readable, *_ = await wss.opened
+        async for message in readable:
+            received.append(message)
+
+    url = await server.start(handler)
+    result = await cli("connect", "--linger", "0", url, stdin=b"a\xffb\n\xed\xb3\xbf\n")
+    assert result.returncode == 0, result.stderr.decode()
+    # The bad bytes become U+FFFD (a lone surrogate's UTF-8-like form too).
+    assert received == ["a\ufffdb", "\ufffd\ufffd\ufffd"]
+
+
+async def test_serve_on_a_busy_port_is_one_line_naming_the_address(
+    cli_echo_server: str,
+) -> None:
     port = cli_echo_server.rsplit(":", 1)[1].strip("/")
     line = one_error_line(await cli("serve", "--echo", "127.0.0.1", port))
-    assert "address" in line.lower()
+    assert line == f"wsstream: cannot listen on 127.0.0.1:{port}: address already in use"
 
 
 async def test_bench_against_cli_echo_server(cli_echo_server: str) -> None:

@@ -2,10 +2,11 @@
 
   python -m wsstream demo                          what wsstream does, in one second
   python -m wsstream connect ws://127.0.0.1:8765/  send stdin lines, print messages
-  python -m wsstream serve --echo 8765             an echo server on 127.0.0.1:8765
+  python -m wsstream serve 8765                    an echo server on 127.0.0.1:8765
   python -m wsstream bench ws://127.0.0.1:8765/    round trips and throughput
 
-Errors are one line on stderr and a non-zero exit status.
+Errors are one line on stderr and a non-zero exit status: 2 for a bad command
+line (every argument is checked before anything starts), 1 for the rest.
 """
 
 from __future__ import annotations
@@ -20,13 +21,15 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 import trio
 
 from ._errors import HandshakeError, WebSocketError
+from ._http import Headers
 from ._server import serve
 from ._stream import WebSocketStream
+from ._url import check_protocols, parse_url
 
 # Exit statuses: 0 clean close, 1 the connection failed or ended abnormally,
 # 2 bad command line (argparse's own), 130 interrupted.
@@ -54,8 +57,11 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, WebSocketError):
         text = exc.message or type(exc).__name__
         if exc.close_code is not None and exc.close_code != 1006:
-            text += f" (close code {exc.close_code}"
-            text += f", reason {exc.reason!r})" if exc.reason else ")"
+            # The message often quotes the reason already: say it once.
+            if exc.reason and exc.reason not in text:
+                text += f" (close code {exc.close_code}, reason {exc.reason!r})"
+            else:
+                text += f" (close code {exc.close_code})"
         return text
     return str(exc) or type(exc).__name__
 
@@ -146,12 +152,8 @@ def _client_options(args: argparse.Namespace) -> dict[str, Any]:
         "compression": None if args.no_compression else "deflate",
         "open_timeout": args.open_timeout,
     }
-    if args.cafile or args.insecure:
-        context = ssl.create_default_context(cafile=args.cafile)
-        if args.insecure:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        options["ssl_context"] = context
+    if args.ssl_context is not None:
+        options["ssl_context"] = args.ssl_context
     return options
 
 
@@ -159,13 +161,50 @@ def _header(text: str) -> tuple[str, str]:
     name, sep, value = text.partition(":")
     if not sep or not name.strip():
         raise argparse.ArgumentTypeError(f"expected NAME:VALUE, got {text!r}")
-    return name.strip(), value.strip()
+    field = (name.strip(), value.strip())
+    try:
+        Headers([field])  # the library's own rules: a token name, no CR/LF/NUL
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return field
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, not {value}")
+    return value
+
+
+def _seconds(text: str, *, zero: bool) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        wanted = "zero or more" if zero else "more than zero"
+        raise argparse.ArgumentTypeError(f"expected {wanted} seconds, got {text!r}")
+    return value
+
+
+def _timeout(text: str) -> float:
+    return _seconds(text, zero=False)
+
+
+def _delay(text: str) -> float:
+    return _seconds(text, zero=True)
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 0-65535, got {text!r}")
     return value
 
 
@@ -181,7 +220,7 @@ def _add_client_options(parser: argparse.ArgumentParser) -> None:
                         help="trust this CA certificate for wss:// (e.g. a test CA)")
     parser.add_argument("-k", "--insecure", action="store_true",
                         help="wss:// without verifying the server's certificate")
-    parser.add_argument("--open-timeout", type=float, default=10.0, metavar="SECONDS",
+    parser.add_argument("--open-timeout", type=_timeout, default=10.0, metavar="SECONDS",
                         help="time allowed for TCP, TLS and the handshake (default: 10)")
 
 
@@ -189,15 +228,19 @@ async def _open(wss: WebSocketStream) -> Any:
     try:
         return await wss.opened
     except WebSocketError as exc:
-        raise CliError(f"cannot connect to {wss.url}: {_describe(exc)}") from None
+        # The error says what failed ("could not connect: HOST:PORT: connection
+        # refused", "handshake rejected: HTTP 404"); the URL says where.
+        raise CliError(f"{wss.url}: {_describe(exc)}") from None
 
 
 # -- connect ----------------------------------------------------------------
 
 
-async def _connect(args: argparse.Namespace, stdin: TextIO | None = None) -> int:
+async def _connect(args: argparse.Namespace, stdin: BinaryIO | None = None) -> int:
     """Send stdin's lines, print each message; on EOF close with 1000."""
-    source = sys.stdin if stdin is None else stdin
+    # Bytes, decoded here: a line that is not UTF-8 is sent with U+FFFD in
+    # place of the bad bytes, as text always is, instead of failing.
+    source = sys.stdin.buffer if stdin is None else stdin
     out = sys.stdout
     async with WebSocketStream(args.url, **_client_options(args)) as wss:
         readable, writable, extensions, protocol = await _open(wss)
@@ -218,9 +261,10 @@ async def _connect(args: argparse.Namespace, stdin: TextIO | None = None) -> int
                     await trio.sleep(args.linger)
                     wss.close(1000)
                     return
-                text = line.removesuffix("\n").removesuffix("\r")
+                raw = line.removesuffix(b"\n").removesuffix(b"\r")
+                message = raw if args.binary else raw.decode("utf-8", "replace")
                 try:
-                    await writable.send(text.encode() if args.binary else text)
+                    await writable.send(message)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     return  # the connection ended; the reader reports how
 
@@ -434,22 +478,25 @@ def _parser() -> argparse.ArgumentParser:
         "a failed or dropped connection).",
     )
     _add_client_options(connect)
+    connect.set_defaults(command_parser=connect)
     connect.add_argument("-b", "--binary", action="store_true",
-                         help="send each line as a binary message (UTF-8, without newline)")
-    connect.add_argument("--linger", type=float, default=0.5, metavar="SECONDS",
+                         help="send each line as a binary message (its bytes, without newline)")
+    connect.add_argument("--linger", type=_delay, default=0.5, metavar="SECONDS",
                          help="after end of stdin, keep printing messages this long "
                          "before closing (default: 0.5)")
 
     serve_parser = sub.add_parser(
-        "serve", help="run a server",
+        "serve", help="run an echo server",
         description="Serve WebSocket on HOST:PORT until interrupted (Ctrl-C closes every "
-        "connection with 1001). PORT 0 picks a free port; the listening URL is printed.",
+        "connection with 1001), echoing every message back. PORT 0 picks a free port; the "
+        "listening URL is printed.",
     )
-    serve_parser.add_argument("--echo", action="store_true", required=True,
-                              help="echo every message back")
+    serve_parser.set_defaults(command_parser=serve_parser)
+    serve_parser.add_argument("--echo", action="store_true",
+                              help="echo every message back (what serve does; optional)")
     serve_parser.add_argument("host", nargs="?", default="127.0.0.1",
                               help="address to bind (default: 127.0.0.1)")
-    serve_parser.add_argument("port", type=int)
+    serve_parser.add_argument("port", type=_port, help="port to listen on (0: any free port)")
     serve_parser.add_argument("--no-compression", action="store_true",
                               help="refuse permessage-deflate")
     serve_parser.add_argument("--max-message-size", type=_positive_int, default=2**20,
@@ -466,6 +513,7 @@ def _parser() -> argparse.ArgumentParser:
         "Progress goes to stderr, results to stdout.",
     )
     _add_client_options(bench)
+    bench.set_defaults(command_parser=bench)
     bench.add_argument("--size", type=_positive_int, default=1024, metavar="BYTES",
                        help="message size (default: 1024)")
     bench.add_argument("--count", type=_positive_int, default=10_000,
@@ -488,9 +536,57 @@ def _single(exc: BaseException) -> BaseException:
     return exc
 
 
+def _check(args: argparse.Namespace) -> None:
+    """What the parser's types cannot check alone; exits with status 2 (via
+    ``parser.error``, with the command's usage) before anything starts. Loads
+    the TLS files, so that a bad path is a bad argument, named as such."""
+    command = args.command
+    parser: argparse.ArgumentParser | None = getattr(args, "command_parser", None)
+    if parser is None:  # demo: no arguments
+        return
+    if command in ("connect", "bench"):
+        try:
+            parse_url(args.url)
+            check_protocols(args.subprotocol, "--subprotocol")
+        except (TypeError, ValueError) as exc:
+            parser.error(str(exc))
+        args.ssl_context = None
+        if args.cafile or args.insecure:
+            try:
+                context = ssl.create_default_context(cafile=args.cafile)
+            except (OSError, ssl.SSLError) as exc:
+                parser.error(f"argument --cafile: cannot load {args.cafile!r}: {_reason(exc)}")
+            if args.insecure:
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            args.ssl_context = context
+    elif command == "serve":
+        args.ssl_context = None
+        if args.keyfile and not args.certfile:
+            parser.error("argument --keyfile: needs --certfile")
+        if args.certfile:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            try:
+                context.load_cert_chain(args.certfile, args.keyfile)
+            except (OSError, ssl.SSLError) as exc:
+                files = repr(args.certfile)
+                if args.keyfile:
+                    files += f" (key {args.keyfile!r})"
+                parser.error(f"argument --certfile: cannot load {files}: {_reason(exc)}")
+            args.ssl_context = context
+
+
+def _reason(exc: OSError) -> str:
+    """An error's reason without the errno prefix: "No such file or directory"."""
+    if isinstance(exc, ssl.SSLError):
+        return exc.reason or str(exc)
+    return exc.strerror or str(exc)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m wsstream`` and the ``wsstream`` script."""
     args = _parser().parse_args(argv)
+    _check(args)
     try:
         try:
             return _run(args)
@@ -505,8 +601,8 @@ def main(argv: list[str] | None = None) -> int:
         _err(str(exc))
         return EXIT_ERROR
     except (OSError, ValueError, TypeError) as exc:
-        # OSError: a port in use, a missing file, a TLS setup error;
-        # ValueError/TypeError: a bad URL or option, reported before any I/O.
+        # OSError: a port in use, an address that cannot be bound (the message
+        # names it). The arguments were checked: anything else is one line too.
         _err(str(exc))
         return EXIT_ERROR
 
@@ -523,10 +619,8 @@ def _run(args: argparse.Namespace) -> int:
         "compression": None if args.no_compression else "deflate",
         "max_message_size": args.max_message_size,
     }
-    if args.certfile:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(args.certfile, args.keyfile)
-        options["ssl_context"] = context
+    if args.ssl_context is not None:
+        options["ssl_context"] = args.ssl_context
     trio.run(_serve_echo, args.host, args.port, options)
     return EXIT_OK
 
