@@ -384,3 +384,17 @@ async def test_serve_and_connect_over_tls(nursery: trio.Nursery, tmp_path: Path)
         assert "CERTIFICATE_VERIFY_FAILED" in line
     finally:
         process.terminate()
+
+
+async def test_an_abnormal_close_says_its_reason_once(server: Server) -> None:
+    async def too_big(wss: wsstream.WebSocketStream) -> None:
+        _, writable, *_ = await wss.opened
+        await writable.send(bytes(2**20 + 1))  # over the client's 1 MiB limit
+        await wss.closed
+
+    url = await server.start(too_big, max_message_size=None)
+    line = one_error_line(await cli("connect", url), after_progress=True)
+    assert line.startswith("wsstream: connection closed abnormally: ")
+    assert line.endswith("(close code 1009)")
+    reason = line.removeprefix("wsstream: connection closed abnormally: the connection failed: ")
+    assert line.count(reason.removesuffix(" (close code 1009)")) == 1
