@@ -246,7 +246,10 @@ async def serve(
     that rule. ``process_request(request)``, sync or async, may return a
     :class:`Response` to reject the handshake with it. ``origins``: allowed
     ``Origin`` values (``None`` in the list allows requests without one);
-    others get 403. ``response_headers``: extra headers on the 101 response;
+    others get 403. The default accepts every origin: a server that knows
+    its users by their cookies must set it, or any web site can connect
+    in their name (cross-site WebSocket hijacking; see the server guide).
+    ``response_headers``: extra headers on the 101 response;
     ``server_header``: the ``Server`` header, ``None`` to omit it.
     ``ssl_context`` serves TLS. Other keyword arguments are the connection
     options of :class:`WebSocketStream` (timeouts, limits, compression,
