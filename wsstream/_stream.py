@@ -63,7 +63,12 @@ class WebSocketStream:
             await writable.send("hello")
             print(await readable.receive())
 
-    Construction validates everything and does no I/O. Entering the block
+    Construction validates everything and does no I/O: a bad argument
+    raises :class:`TypeError` or :class:`ValueError` there. Credentials in
+    the URL (``ws://user:password@host/``, percent-escapes decoded) are sent
+    as an ``Authorization: Basic`` header and are not part of :attr:`url`;
+    use ``wss://`` for them, as Basic authentication is not encrypted.
+    Entering the block
     starts the connection in a nursery owned by the block and returns at
     once; ``opened`` settles when the handshake is done. Leaving the block
     closes the connection if it is still open (code 1000 when the body
@@ -81,8 +86,10 @@ class WebSocketStream:
     * ``protocols=()``: subprotocols offered, in order of preference.
     * ``signal=None``: a :class:`trio.Event`; setting it before ``opened``
       settled aborts the connection with :class:`AbortError`.
-    * ``headers=None``: extra request headers; ``origin=None`` sets
-      ``Origin``; ``user_agent`` sets ``User-Agent`` (``None`` omits it).
+    * ``headers=None``: extra request headers (a mapping or ``(name, value)``
+      pairs: names are RFC 7230 tokens, values have no CR, LF or NUL);
+      ``origin=None`` sets ``Origin``; ``user_agent`` sets ``User-Agent``
+      (``None`` omits it).
     * ``ssl_context=None``: for ``wss://``; the default verifies the server
       against the system's trust store and checks the host name.
     * ``stream=None``: a connected :class:`trio.abc.Stream` to speak over
@@ -213,7 +220,8 @@ class WebSocketStream:
 
     @property
     def url(self) -> str:
-        """The normalised URL (``http``/``https`` became ``ws``/``wss``)."""
+        """The normalised URL (``http``/``https`` became ``ws``/``wss``),
+        without the credentials the URL may have held."""
         return str(self._url)
 
     @property
@@ -223,6 +231,8 @@ class WebSocketStream:
         Raises :class:`WebSocketError` (:class:`HandshakeError`,
         :class:`AbortError`) if the connection could not be opened. May be
         awaited any number of times; cancelling the await only stops waiting.
+        On a client never entered with ``async with``, awaiting it raises
+        :class:`InvalidStateError` at once (nothing would ever settle it).
         """
         return self._conn.opened
 
@@ -233,7 +243,8 @@ class WebSocketStream:
         Gives the code and reason of the Close frame received from the peer
         (1005 for a Close without body). Raises the connection's
         :class:`WebSocketError` if it ended abnormally (1006 for a dropped
-        connection, the code we sent when we failed it).
+        connection, the code we sent when we failed it). Like ``opened``, it
+        raises :class:`InvalidStateError` at once on a client never entered.
         """
         return self._conn.closed
 
