@@ -51,9 +51,13 @@ else:
 
 nitpicky = False
 
-html_theme = "alabaster"
+# Furo (as websockets and trio's newer projects use): content and code are as
+# wide as the window allows and the navigation folds away on narrow screens,
+# where alabaster's fixed 940 px body cut wide diagrams and tables off.
+html_theme = "furo"
 html_title = f"wsstream {release}"
-html_static_path: list[str] = []
+html_static_path = ["_static"]
+html_css_files = ["wsstream.css"]
 
 
 # Pages that other people write (docs/classic.md, docs/conformance.md,
