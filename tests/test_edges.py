@@ -295,6 +295,14 @@ async def test_serve_refuses_bad_arguments_before_listening(
         await _serve_with(**kwargs)()
 
 
+async def test_serve_stream_refuses_a_stream_that_is_not_a_trio_stream() -> None:
+    async def handler(wss: wsstream.WebSocketStream) -> None:
+        pass
+
+    with trio.fail_after(10), pytest.raises(TypeError, match=r"trio\.abc\.Stream"):
+        await wsstream.serve_stream(handler, object())  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error"),
     [

@@ -322,6 +322,8 @@ async def serve_stream(
     the connection forcefully and propagates. Bad arguments raise
     :class:`TypeError` or :class:`ValueError` before the stream is used.
     """
+    if not isinstance(stream, trio.abc.Stream):
+        raise TypeError(f"stream must be a trio.abc.Stream, not {type(stream).__name__}")
     config = _config(
         handler, subprotocols=subprotocols, select_subprotocol=select_subprotocol,
         process_request=process_request, origins=origins, response_headers=response_headers,
