@@ -471,3 +471,16 @@ async def test_serve_on_a_busy_port_names_the_address(server: Server) -> None:
     assert str(info.value) == f"cannot listen on 127.0.0.1:{port}: address already in use"
 
 
+
+
+@pytest.mark.parametrize("url", ["ws://\x00/", "ws://ho\x01st/", "ws://host\x7f/"])
+def test_a_control_character_in_the_host_is_a_value_error(url: str) -> None:
+    # It used to pass and fail later with websockets' InvalidHeaderValue (Host).
+    with pytest.raises(ValueError, match="host"):
+        wsstream.WebSocketStream(url)
+
+
+def test_a_lone_surrogate_in_the_url_becomes_u_fffd_as_in_the_browser() -> None:
+    # The browser's USVString conversion, then percent-encoding; it used to
+    # raise UnicodeEncodeError.
+    assert wsstream.WebSocketStream("ws://h/a\udcffb").url == "ws://h/a%EF%BF%BDb"

@@ -9,12 +9,15 @@ from urllib.parse import quote, unquote, urlsplit
 
 import attrs
 
+from ._messages import usv_encode
+
 __all__ = ["WebSocketURL", "parse_url", "check_protocols"]
 
 _SCHEMES = {"ws": "ws", "wss": "wss", "http": "ws", "https": "wss"}
 _DEFAULT_PORTS = {"ws": 80, "wss": 443}
-# The WHATWG URL standard's forbidden host code points.
-_FORBIDDEN_HOST = frozenset(" \t\n\r#%/:<>?@[\\]^|")
+# The WHATWG URL standard's forbidden domain code points: the forbidden host
+# code points, "%", the C0 controls and DEL.
+_FORBIDDEN_HOST = frozenset(" \t\n\r#%/:<>?@[\\]^|\x7f" + "".join(map(chr, range(0x20))))
 _PATH_SAFE = "/%!$&'()*+,;=:@-._~"
 _QUERY_SAFE = _PATH_SAFE + "?"
 # RFC 7230 3.2.6 token: what a Sec-WebSocket-Protocol element may be.
@@ -58,6 +61,9 @@ def parse_url(url: str) -> WebSocketURL:
     """
     if not isinstance(url, str):
         raise TypeError(f"url must be a str, not {type(url).__name__}")
+    # The browser takes the URL as a USVString: lone surrogates become U+FFFD
+    # (and are then percent-encoded like any other non-ASCII character).
+    url = usv_encode(url).decode()
     try:
         parts = urlsplit(url.strip())
         port = parts.port
