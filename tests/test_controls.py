@@ -115,6 +115,58 @@ async def test_origins_allow_list_rejects_others_with_403(server: Server) -> Non
         await wss.opened
 
 
+@pytest.mark.parametrize(
+    ("allowed", "sent", "ok"),
+    [
+        ("https://Example.COM", "https://example.com:443", True),  # RFC 6454 6.2
+        ("https://example.com", "HTTPS://EXAMPLE.com", True),
+        ("https://example.com", "http://example.com", False),
+        ("https://example.com", "https://example.com:8443", False),
+        ("https://example.com", "null", False),
+    ],
+)
+async def test_origins_compare_as_rfc_6454_says(
+    server: Server, allowed: str, sent: str, ok: bool
+) -> None:
+    url = await server.start(echo_handler, origins=[allowed])
+    async with wsstream.WebSocketStream(url, origin=sent) as wss:
+        if ok:
+            await wss.opened
+        else:
+            with pytest.raises(wsstream.HandshakeError) as info:
+                await wss.opened
+            assert info.value.status == 403
+
+
+async def test_a_request_with_two_origins_is_refused(server: Server) -> None:
+    url = await server.start(echo_handler, origins=["https://a.example", "https://b.example"])
+    host, port = url.removeprefix("ws://").split(":")
+    stream = await trio.open_tcp_stream(host, int(port))
+    async with stream:
+        await stream.send_all(
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            b"Origin: https://a.example\r\nOrigin: https://b.example\r\n\r\n"
+        )
+        with trio.fail_after(10):
+            response = await stream.receive_some(65536)
+    assert response.startswith(b"HTTP/1.1 400")
+
+
+async def test_tls_to_a_plain_port_is_refused_at_once(
+    server: Server, tls_contexts: TlsContexts
+) -> None:
+    # A ClientHello is no HTTP request: the server says so at once, instead
+    # of waiting open_timeout (10 s) for a blank line that never comes.
+    url = await server.start(echo_handler)
+    with trio.fail_after(5):
+        async with wsstream.WebSocketStream(
+            url.replace("ws://", "wss://"), ssl_context=tls_contexts.client
+        ) as wss:
+            with pytest.raises(wsstream.HandshakeError):
+                await wss.opened
+
+
 @pytest.mark.parametrize("status", [401, 403, 404])
 async def test_async_process_request_rejects_with_any_status(server: Server, status: int) -> None:
     async def process_request(request: wsstream.Request) -> wsstream.Response | None:

@@ -448,11 +448,6 @@ async def test_a_tls_failure_keeps_the_ssl_error_as_its_cause(
     assert isinstance(broken.__cause__, ssl.SSLCertVerificationError)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the engine (_engine/connection.py, the lead's) words a broken stream's "
-    "HandshakeError from the stream error's cause, not from its message",
-)
 async def test_a_tls_failure_names_the_address(
     server: Server, named_tls: tuple[ssl.SSLContext, ssl.SSLContext]
 ) -> None:

@@ -241,3 +241,12 @@ async def test_compressed_messages_stream_both_ways() -> None:
         async with readable.receive_stream() as back:
             assert b"".join([chunk async for chunk in back]) == payload  # type: ignore[misc]
         assert wss.statistics().bytes_received < len(payload) // 10
+
+
+async def test_lone_surrogates_in_a_text_part_go_as_u_fffd() -> None:
+    # As send() does (the browser's USVString): never invalid UTF-8 on the wire.
+    async with open_client() as (wss, peer):
+        _, writable, *_ = await wss.opened
+        async with writable.send_stream(text=True) as message:
+            await message.send("a\udcffb")
+        assert await peer.receive_frame() == (TEXT, "a\ufffdb".encode(), False)

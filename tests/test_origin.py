@@ -1,7 +1,7 @@
 """The Origin comparison of RFC 6454 (wsstream._origin): pure functions, no I/O.
 
-The server's ``origins=`` check does not call it yet (the opening handshake
-is being moved, issue 13 item 6); these tests pin the rule it will use."""
+The server's ``origins=`` check uses it (tests/test_controls.py checks it
+from a client)."""
 
 from __future__ import annotations
 

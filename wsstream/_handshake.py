@@ -27,6 +27,7 @@ import attrs
 import trio
 
 from ._http import Headers, Request, Response
+from ._origin import origin_allowed
 from ._protocol import DeflateParams
 from ._url import WebSocketURL
 from ._websockets import (
@@ -122,6 +123,11 @@ async def _read_head(stream: trio.abc.Stream, what: str) -> tuple[bytes, bytes]:
             ) from EOFError()
         start = max(len(buffer) - 3, 0)
         buffer += data
+        if what == "client" and not 0x41 <= buffer[0] <= 0x5A:
+            # Not an HTTP method (which starts with an upper-case letter):
+            # a TLS ClientHello (0x16) on a ws:// port, or garbage. Say so
+            # now rather than wait open_timeout for a blank line.
+            raise HandshakeFailure("not an HTTP request", 400)
         end = buffer.find(b"\r\n\r\n", start)
         if end >= 0:
             end += 4
@@ -230,7 +236,8 @@ class ServerHooks:
     select_subprotocol: Callable[[Request, Sequence[str]], str | None]
     process_request: Callable[[Request], Awaitable[Response | None]]
     response_headers: Headers
-    origins: Sequence[str | None] | None
+    #: From _origin.allowed_origins(); None: any origin.
+    origins: frozenset[str | None] | None
     compression: str | None
 
 
@@ -253,7 +260,14 @@ class ServerHandshake:
         checks). Raises :class:`HandshakeFailure` when no request came.
         """
         hooks = self._hooks
-        head, rest = await _read_head(stream, "client")
+        try:
+            head, rest = await _read_head(stream, "client")
+        except HandshakeFailure as exc:
+            if exc.status == 400:
+                await stream.send_all(_plain_response(
+                    http.HTTPStatus.BAD_REQUEST, "this is a WebSocket server: send HTTP"
+                ).serialize())
+            raise
         extensions = (
             [ServerPerMessageDeflateFactory(
                 server_max_window_bits=SERVER_WINDOW_BITS,
@@ -279,7 +293,7 @@ class ServerHandshake:
             return name
 
         protocol = ServerProtocol(
-            origins=list(hooks.origins) if hooks.origins is not None else None,  # type: ignore[arg-type]
+            # Origins are checked here, as RFC 6454 compares them (_origin).
             extensions=extensions,
             select_subprotocol=select,  # type: ignore[arg-type]
             logger=_quiet,
@@ -313,6 +327,19 @@ class ServerHandshake:
             response = _plain_response(http.HTTPStatus.BAD_REQUEST, "missing Host header")
             await stream.send_all(response.serialize())
             return HandshakeFailure("invalid handshake request: no Host header", 400)
+        origins = headers.get_all("Origin")
+        if len(origins) > 1 or (
+            hooks.origins is not None
+            and not origin_allowed(origins[0] if origins else None, hooks.origins)
+        ):
+            # RFC 6455 4.2.2 (a forbidden origin), RFC 6454 7.3 (one Origin).
+            status = http.HTTPStatus.FORBIDDEN if len(origins) <= 1 else http.HTTPStatus.BAD_REQUEST
+            response = _plain_response(status, "origin not allowed")
+            await stream.send_all(response.serialize())
+            return HandshakeFailure(
+                f"invalid handshake request: HTTP {status.value} (Origin {origins!r})",
+                status.value, Headers(response.headers.raw_items()), bytes(response.body),
+            )
         try:
             reply = await hooks.process_request(request)
         except Exception:

@@ -17,6 +17,7 @@ from ._handshake import ServerHandshake, ServerHooks
 from ._http import Headers, HeadersLike, Request, Response, check_header_value
 from ._neterrors import with_address
 from ._options import Options
+from ._origin import allowed_origins
 from ._stream import WebSocketStream
 from ._url import check_protocols
 from ._version import __version__
@@ -100,7 +101,8 @@ def _config(
         options=options,
         hooks=ServerHooks(
             select_subprotocol=select, process_request=process, response_headers=Headers(headers),
-            origins=None if origins is None else list(origins), compression=options.compression,
+            origins=None if origins is None else allowed_origins(origins),
+            compression=options.compression,
         ),
         secure=secure,
     )

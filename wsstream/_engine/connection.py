@@ -267,7 +267,9 @@ class Connection(Writer):
                 # EOFError when the server closed during the handshake.
                 failure.__cause__ = exc.__cause__
             except trio.BrokenResourceError as exc:  # TLS failures come this way too
-                cause = exc.__cause__ or exc
+                # Our dialler words its own errors (TLS with host:port...);
+                # trio's say little beyond their cause.
+                cause = str(exc) or exc.__cause__ or repr(exc)
                 failure = HandshakeError(f"the connection broke during the handshake: {cause}")
                 failure.__cause__ = exc
             except OSError as exc:

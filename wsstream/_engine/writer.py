@@ -15,7 +15,7 @@ import trio
 from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled, current_task
 
 from .._errors import WebSocketError
-from .._messages import encode_message
+from .._messages import encode_message, usv_encode
 from .._options import Options
 from .._protocol import Core, Verdict
 from .._transport import Transport
@@ -181,7 +181,8 @@ class Writer:
     ) -> None:
         """Queue one frame of the message; waits while over write_limit.
         Cancellation is safe: a cancelled call queued nothing."""
-        payload = data.encode("utf-8", "surrogatepass") if text else data  # type: ignore[union-attr]
+        # Text as the browser sends it: lone surrogates become U+FFFD.
+        payload = usv_encode(data) if text else data  # type: ignore[arg-type]
         await checkpoint_if_cancelled()
         out = self._out
         while out.size > self._write_limit and self._send_error is None:
