@@ -25,7 +25,7 @@ from typing import Any, BinaryIO, TextIO
 
 import trio
 
-from ._errors import HandshakeError, WebSocketError
+from ._errors import HandshakeError, WebSocketError, collapse
 from ._http import Headers
 from ._server import serve
 from ._stream import WebSocketStream
@@ -526,16 +526,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _single(exc: BaseException) -> BaseException:
-    """The one exception that matters in a group raised through nurseries."""
-    while isinstance(exc, BaseExceptionGroup):
-        inner = [e for e in exc.exceptions if not isinstance(e, trio.Cancelled)]
-        if len(inner) != 1:
-            return exc
-        exc = inner[0]
-    return exc
-
-
 def _check(args: argparse.Namespace) -> None:
     """What the parser's types cannot check alone; exits with status 2 (via
     ``parser.error``, with the command's usage) before anything starts. Loads
@@ -591,10 +581,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return _run(args)
         except BaseExceptionGroup as group:
-            exc = _single(group)
-            if exc is group:
-                raise
-            raise exc from None
+            raise collapse(group) from None
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except CliError as exc:

@@ -61,7 +61,7 @@ import trio
 from trio.lowlevel import ParkingLot, cancel_shielded_checkpoint, checkpoint_if_cancelled
 
 from ._channels import Writable
-from ._errors import InvalidStateError, WebSocketError, check_close_args
+from ._errors import InvalidStateError, WebSocketError, check_close_args, collapse
 from ._messages import SendableMessage, encode_message
 from ._stream import WebSocketStream
 
@@ -515,7 +515,7 @@ class WebSocket:
             await self._nursery_cm.__aexit__(None, None, None)
         except BaseException as group:  # pragma: no cover - a bug of ours, or a cancellation
             if error is None or isinstance(error, trio.Cancelled):
-                error = _the_one(group)
+                error = collapse(group)
         if error is None:
             return exc is not None
         if error is exc:
@@ -547,7 +547,7 @@ class WebSocket:
             with self._run_scope:
                 await self._pump()
         except BaseException as exc:
-            error = _the_one(exc)
+            error = collapse(exc)
             if isinstance(error, trio.Cancelled):
                 raise
             # A callback raised (or, should it ever happen, a bug of ours):
@@ -653,23 +653,3 @@ async def _call(handler: Callable[[Any], object], event: WebSocketEvent) -> None
     result = handler(event)
     if inspect.isawaitable(result):
         await result
-
-
-def _the_one(exc: BaseException) -> BaseException:
-    """The exception that matters in a group from our nursery.
-
-    A callback's error first (its failure cancelled the body), then the
-    body's own exception, then a cancellation.
-    """
-    leaves: list[BaseException] = []
-    stack = [exc]
-    while stack:
-        e = stack.pop()
-        if isinstance(e, BaseExceptionGroup):
-            stack.extend(reversed(e.exceptions))
-        else:
-            leaves.append(e)
-    for leaf in leaves:
-        if not isinstance(leaf, trio.Cancelled):
-            return leaf
-    return leaves[0]

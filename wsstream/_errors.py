@@ -28,6 +28,7 @@ from collections.abc import Mapping
 import trio
 
 __all__ = [
+    "collapse",
     "AbortError",
     "HandshakeError",
     "InvalidStateError",
@@ -188,3 +189,32 @@ class InvalidStateError(RuntimeError):
     connecting. Not a :class:`WebSocketError`: it is a bug in the caller, not
     a property of the connection.
     """
+
+
+def collapse(exc: BaseException) -> BaseException:
+    """The one exception a user sees for a group from wsstream's nurseries.
+
+    The first exception in the group (depth first) that is not a
+    :class:`trio.Cancelled`, else the first cancellation; any other real
+    exception in the group is named in a note on it. A plain exception is
+    returned as it is. Every context manager and entry point of wsstream
+    raises through this, so no user sees a bare ``ExceptionGroup``.
+    """
+    if not isinstance(exc, BaseExceptionGroup):
+        return exc
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [exc]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, BaseExceptionGroup):
+            stack.extend(reversed(item.exceptions))
+        else:
+            leaves.append(item)
+    real = [leaf for leaf in leaves if not isinstance(leaf, trio.Cancelled)]
+    if not real:
+        return leaves[0]
+    first = real[0]
+    for other in real[1:]:
+        if other is not first:
+            first.add_note(f"wsstream: {other!r} was raised at the same time")
+    return first

@@ -13,6 +13,7 @@ import trio
 
 from ._channels import open_info
 from ._engine.connection import RUN_TASK_NAME, Connection
+from ._errors import collapse
 from ._handshake import ServerHandshake, ServerHooks
 from ._http import Headers, HeadersLike, Request, Response, check_header_value
 from ._neterrors import with_address
@@ -334,6 +335,4 @@ async def serve_stream(
     try:
         await _serve_connection(config, stream)
     except BaseExceptionGroup as group:
-        from ._stream import _collapse
-
-        raise _collapse(group) from None
+        raise collapse(group) from None

@@ -12,7 +12,7 @@ import trio
 from ._channels import OpenInfo, open_info
 from ._client import open_transport
 from ._engine.connection import RUN_TASK_NAME, Connection
-from ._errors import AbortError, InvalidStateError, check_close_args
+from ._errors import AbortError, InvalidStateError, check_close_args, collapse
 from ._handshake import ClientHandshake
 from ._http import Headers, HeadersLike, Request, check_header_value
 from ._options import CloseInfo, Options, Statistics
@@ -31,26 +31,6 @@ class _Unset:
 
 
 _UNSET: Any = _Unset()
-
-
-def _collapse(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The one exception that matters in a group from our own nursery."""
-    leaves: list[BaseException] = []
-
-    def walk(exc: BaseException) -> None:
-        if isinstance(exc, BaseExceptionGroup):
-            for inner in exc.exceptions:
-                walk(inner)
-        else:
-            leaves.append(exc)
-
-    walk(group)
-    others = [e for e in leaves if not isinstance(e, trio.Cancelled)]
-    if not others:
-        return leaves[0]
-    if len(others) == 1:
-        return others[0]
-    return group
 
 
 class WebSocketStream:
@@ -333,7 +313,7 @@ class WebSocketStream:
         try:
             await self._nursery_cm.__aexit__(None, None, None)
         except BaseExceptionGroup as group:
-            error = _collapse(group)
+            error = collapse(group)
             if exc is not None and isinstance(error, trio.Cancelled):
                 return False  # the body's own exception goes on
             raise error from None

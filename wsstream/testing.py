@@ -23,7 +23,7 @@ On leaving the block the body's exception is kept apart from the nursery,
 which is left cleanly (the handler cancelled first), and raised afterwards:
 raised inside the nursery it would come out in an ExceptionGroup, and
 collapsing that group would rewrite its ``__context__``. Errors of the
-pair's own tasks go through ``_collapse``, as WebSocketStream's do.
+pair's own tasks go through ``collapse``, as WebSocketStream's do.
 """
 
 from __future__ import annotations
@@ -38,11 +38,11 @@ from typing import Any
 import trio
 import trio.testing
 
-from ._errors import InvalidStateError
+from ._errors import InvalidStateError, collapse
 from ._options import Options
 from ._promise import Promise
 from ._server import Handler, handler_failed, serve_stream
-from ._stream import WebSocketStream, _collapse
+from ._stream import WebSocketStream
 
 __all__ = ["Pair", "open_pair"]
 
@@ -192,7 +192,7 @@ class Pair:
                             " of the connection's end (open_pair's handler_timeout)"
                         )
         except BaseExceptionGroup as group:
-            raise _collapse(group) from None
+            raise collapse(group) from None
         failure = self._failure
         if body_error is not None:
             if failure is not None:
