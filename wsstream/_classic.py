@@ -53,7 +53,7 @@ import inspect
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar, Unpack
 from urllib.parse import urlsplit
 
 import attrs
@@ -63,6 +63,7 @@ from trio.lowlevel import ParkingLot, cancel_shielded_checkpoint, checkpoint_if_
 from ._channels import Writable
 from ._errors import InvalidStateError, WebSocketError, check_close_args, collapse
 from ._messages import SendableMessage, encode_message
+from ._options import ClientOptions, Options
 from ._stream import WebSocketStream
 
 __all__ = [
@@ -188,9 +189,7 @@ class _HandlerSlot(Generic[E]):
         instance._pump_lot.unpark_all()
 
 
-_CLOSE_TIMEOUT_DEFAULT: float | None = inspect.signature(WebSocketStream).parameters[
-    "close_timeout"
-].default
+_CLOSE_TIMEOUT_DEFAULT: float | None = Options().close_timeout
 
 
 class WebSocket:
@@ -246,7 +245,7 @@ class WebSocket:
     """Callback for :class:`CloseEvent`, or ``None`` (the default)."""
 
     def __init__(
-        self, url: str, protocols: str | Sequence[str] = (), **options: Any
+        self, url: str, protocols: str | Sequence[str] = (), **options: Unpack[ClientOptions]
     ) -> None:
         if isinstance(protocols, str):
             protocols = (protocols,)  # the browser accepts one string

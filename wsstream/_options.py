@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+import ssl
+from typing import NamedTuple, TypedDict
 
 import attrs
+import trio
 
-__all__ = ["CloseInfo", "Options", "Statistics"]
+from ._http import HeadersLike
+
+__all__ = [
+    "ClientOptions",
+    "CloseInfo",
+    "ConnectionOptions",
+    "Options",
+    "Statistics",
+    "options_from",
+]
 
 
 class CloseInfo(NamedTuple):
@@ -42,6 +53,45 @@ class Statistics:
     pings_sent: int
     pongs_received: int
     latency: float | None
+
+
+class ConnectionOptions(TypedDict, total=False):
+    """The connection options every endpoint takes as keyword arguments
+    (``WebSocketStream``, ``serve``, ``serve_stream``, ``WebSocket``,
+    ``connect_forever``, ``testing.open_pair``), typed so that ``mypy
+    --strict`` checks callers. Their defaults live in one place:
+    :class:`Options`."""
+
+    open_timeout: float | None
+    close_timeout: float | None
+    read_limit: int
+    write_limit: int
+    max_message_size: int | None
+    max_streamed_size: int | None
+    compression: str | None
+    ping_interval: float | None
+    ping_timeout: float | None
+
+
+class ClientOptions(ConnectionOptions, total=False):
+    """:class:`ConnectionOptions` and the client's own (``WebSocketStream``'s
+    keyword arguments besides ``protocols``)."""
+
+    signal: trio.Event | None
+    headers: HeadersLike | None
+    origin: str | None
+    user_agent: str | None
+    ssl_context: ssl.SSLContext | None
+    stream: trio.abc.Stream | None
+
+
+def options_from(options: ConnectionOptions) -> Options:
+    """Checked :class:`Options` from keyword arguments; an unknown name is a
+    :class:`TypeError`, as Python's own for an unexpected keyword."""
+    unknown = set(options) - _OPTION_NAMES
+    if unknown:
+        raise TypeError(f"unexpected option {sorted(unknown)[0]!r}")
+    return Options(**options)
 
 
 @attrs.frozen
@@ -89,3 +139,7 @@ class Options:
                 raise ValueError("max_streamed_size must be positive")
         if self.compression not in ("deflate", None):
             raise ValueError(f"compression must be 'deflate' or None, not {self.compression!r}")
+
+
+_OPTION_NAMES = frozenset(attrs.fields_dict(Options))
+assert frozenset(ConnectionOptions.__annotations__) == _OPTION_NAMES

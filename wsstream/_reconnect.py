@@ -26,13 +26,13 @@ import math
 import random
 import ssl
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Unpack
 
 import attrs
 import trio
 
 from ._errors import AbortError, HandshakeError, WebSocketError
-from ._options import CloseInfo
+from ._options import ClientOptions, CloseInfo
 from ._stream import WebSocketStream
 
 __all__ = ["ReconnectInfo", "connect_forever", "RETRY_CODES"]
@@ -87,7 +87,7 @@ async def connect_forever(
     reset_after: float = 60.0,
     reconnect_on_normal_close: bool = False,
     on_reconnect: Callable[[ReconnectInfo], object] | None = None,
-    **options: Any,
+    **options: Unpack[ClientOptions],
 ) -> CloseInfo:
     """Keep a connection to ``url`` open: call ``handler`` with each one, reconnect.
 
@@ -303,7 +303,7 @@ def _check_arguments(
     reset_after: object,
     reconnect_on_normal_close: object,
     on_reconnect: object,
-    options: dict[str, Any],
+    options: ClientOptions,
 ) -> None:
     if not callable(handler):
         raise TypeError("handler must be an async function taking a WebSocketStream")

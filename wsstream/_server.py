@@ -6,7 +6,7 @@ import inspect
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Unpack
 
 import attrs
 import trio
@@ -17,7 +17,7 @@ from ._errors import collapse
 from ._handshake import ServerHandshake, ServerHooks
 from ._http import Headers, HeadersLike, Request, Response, check_header_value
 from ._neterrors import with_address
-from ._options import Options
+from ._options import ConnectionOptions, Options, options_from
 from ._origin import allowed_origins
 from ._stream import WebSocketStream
 from ._url import check_protocols
@@ -228,7 +228,7 @@ async def serve(
     response_headers: HeadersLike | None = None,
     server_header: str | None = DEFAULT_SERVER_HEADER,
     backlog: int | None = None,
-    **options: Any,
+    **options: Unpack[ConnectionOptions],
 ) -> NoReturn:
     """Serve WebSocket connections on ``host``:``port`` until cancelled.
 
@@ -281,7 +281,7 @@ async def serve(
     config = _config(
         handler, subprotocols=subprotocols, select_subprotocol=select_subprotocol,
         process_request=process_request, origins=origins, response_headers=response_headers,
-        server_header=server_header, secure=ssl_context is not None, options=Options(**options),
+        server_header=server_header, secure=ssl_context is not None, options=options_from(options),
     )
     try:
         sockets = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
@@ -315,7 +315,7 @@ async def serve_stream(
     response_headers: HeadersLike | None = None,
     server_header: str | None = DEFAULT_SERVER_HEADER,
     secure: bool = False,
-    **options: Any,
+    **options: Unpack[ConnectionOptions],
 ) -> None:
     """Serve one connection on an already accepted stream; returns when it closed.
 
@@ -330,7 +330,7 @@ async def serve_stream(
     config = _config(
         handler, subprotocols=subprotocols, select_subprotocol=select_subprotocol,
         process_request=process_request, origins=origins, response_headers=response_headers,
-        server_header=server_header, secure=secure, options=Options(**options),
+        server_header=server_header, secure=secure, options=options_from(options),
     )
     try:
         await _serve_connection(config, stream)

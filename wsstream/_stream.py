@@ -5,7 +5,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 import trio
 
@@ -15,7 +15,7 @@ from ._engine.connection import RUN_TASK_NAME, Connection
 from ._errors import AbortError, InvalidStateError, check_close_args, collapse
 from ._handshake import ClientHandshake
 from ._http import Headers, HeadersLike, Request, check_header_value
-from ._options import CloseInfo, Options, Statistics
+from ._options import CloseInfo, ConnectionOptions, Statistics, options_from
 from ._promise import Promise, StartedPromise
 from ._transport import peer_address
 from ._url import WebSocketURL, check_protocols, parse_url
@@ -114,15 +114,7 @@ class WebSocketStream:
         user_agent: str | None = DEFAULT_USER_AGENT,
         ssl_context: ssl.SSLContext | None = None,
         stream: trio.abc.Stream | None = None,
-        open_timeout: float | None = 10.0,
-        close_timeout: float | None = 10.0,
-        read_limit: int = 2**20,
-        write_limit: int = 2**16,
-        max_message_size: int | None = 2**20,
-        max_streamed_size: int | None = None,
-        compression: str | None = "deflate",
-        ping_interval: float | None = 20.0,
-        ping_timeout: float | None = 20.0,
+        **options: Unpack[ConnectionOptions],
     ) -> None:
         url_value = parse_url(url)
         # The parsed URL on a client; its text alone on a server's stream.
@@ -138,21 +130,11 @@ class WebSocketStream:
             check_header_value("Origin", origin)
         if user_agent is not None:
             check_header_value("User-Agent", user_agent)
-        options = Options(
-            open_timeout=open_timeout,
-            close_timeout=close_timeout,
-            read_limit=read_limit,
-            write_limit=write_limit,
-            max_message_size=max_message_size,
-            max_streamed_size=max_streamed_size,
-            compression=compression,
-            ping_interval=ping_interval,
-            ping_timeout=ping_timeout,
-        )
+        checked = options_from(options)
         handshake = ClientHandshake(
             url_value,
             subprotocols=subprotocols,
-            compression=compression,
+            compression=checked.compression,
             origin=origin,
             headers=Headers(headers),
             user_agent=user_agent,
@@ -163,7 +145,7 @@ class WebSocketStream:
             # Also with a given stream: wss:// means TLS over it.
             return await open_transport(url_value, given, context)
 
-        self._conn = Connection(handshake, options, open_info, connect=connect)
+        self._conn = Connection(handshake, checked, open_info, connect=connect)
         self._given_stream = stream
         # Nothing settles these before ``async with`` starts the connection:
         # awaiting them earlier raises instead of waiting for ever.

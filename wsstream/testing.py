@@ -33,13 +33,13 @@ import math
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 import trio
 import trio.testing
 
 from ._errors import InvalidStateError, collapse
-from ._options import Options
+from ._options import ClientOptions, Options
 from ._promise import Promise
 from ._server import Handler, handler_failed, serve_stream
 from ._stream import WebSocketStream
@@ -239,7 +239,7 @@ def open_pair(
     remote_address: object = DEFAULT_REMOTE_ADDRESS,
     handler_timeout: float | None = 10.0,
     server_options: Mapping[str, Any] | None = None,
-    **client_options: Any,
+    **client_options: Unpack[ClientOptions],
 ) -> Pair:
     """Connect a client to ``handler`` over memory streams: no port, no real time.
 
@@ -331,7 +331,8 @@ def open_pair(
     bound = _SERVE_STREAM.bind(handler, None, **options)
     Options(**bound.arguments.get(_CONNECTION_OPTIONS, {}))
     server_stream, client_stream = trio.testing.memory_stream_pair()
-    client = WebSocketStream(f"ws://localhost{path}", stream=client_stream, **client_options)
+    given: ClientOptions = {**client_options, "stream": client_stream}
+    client = WebSocketStream(f"ws://localhost{path}", **given)
     return Pair(
         handler, client, _AddressedStream(server_stream, remote_address), handler_timeout, options
     )
