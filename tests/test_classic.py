@@ -1,4 +1,4 @@
-"""The classic ``WebSocket`` interface (wsstream._classic): the browser's rules.
+"""The classic ``WebSocket`` interface (wsstream._streams.classic): the browser's rules.
 
 Network cases run against a wsstream server (or a scripted raw peer) on
 loopback; protocol corners against tests/peer.py over trio memory streams,

@@ -1,4 +1,4 @@
-"""The Origin comparison of RFC 6454 (wsstream._origin): pure functions, no I/O.
+"""The Origin comparison of RFC 6454 (wsstream._endpoints.origin): pure functions, no I/O.
 
 The server's ``origins=`` check uses it (tests/test_controls.py checks it
 from a client)."""
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from wsstream._origin import allowed_origins, normalize_origin, origin_allowed
+from wsstream._endpoints.origin import allowed_origins, normalize_origin, origin_allowed
 
 
 @pytest.mark.parametrize(

@@ -23,8 +23,8 @@ import trio
 import wsstream
 from tests.peer import TEXT, Peer
 from tests.wpt_handlers import TlsContexts
-from wsstream import _reconnect
-from wsstream._reconnect import backoff_ceiling
+from wsstream._endpoints import reconnect as _reconnect
+from wsstream._endpoints.reconnect import backoff_ceiling
 
 Script = Callable[[Peer, int], Awaitable[None]]
 

@@ -3,9 +3,14 @@
 The guide is in docs/; the public names are exactly those in ``__all__``.
 """
 
-from ._broadcast import BroadcastResult, broadcast
-from ._channels import Message, OpenInfo, Readable, Writable
-from ._classic import (
+from ._endpoints.http import Headers, Request, Response
+from ._endpoints.reconnect import ReconnectInfo, connect_forever
+from ._endpoints.server import serve, serve_stream
+from ._errors import AbortError, HandshakeError, InvalidStateError, WebSocketError
+from ._options import CloseInfo, Statistics
+from ._streams.broadcast import BroadcastResult, broadcast
+from ._streams.channels import Message, OpenInfo, Readable, Writable
+from ._streams.classic import (
     CLOSED,
     CLOSING,
     CONNECTING,
@@ -18,13 +23,8 @@ from ._classic import (
     WebSocket,
     WebSocketEvent,
 )
-from ._errors import AbortError, HandshakeError, InvalidStateError, WebSocketError
-from ._http import Headers, Request, Response
-from ._large import MessageReader, MessageWriter
-from ._options import CloseInfo, Statistics
-from ._reconnect import ReconnectInfo, connect_forever
-from ._server import serve, serve_stream
-from ._stream import WebSocketStream
+from ._streams.large import MessageReader, MessageWriter
+from ._streams.stream import WebSocketStream
 from ._version import __version__
 
 __all__ = [

@@ -25,11 +25,11 @@ from typing import Any, BinaryIO, TextIO
 
 import trio
 
+from ._endpoints.http import Headers
+from ._endpoints.server import serve
+from ._endpoints.url import check_protocols, parse_url
 from ._errors import HandshakeError, WebSocketError, collapse
-from ._http import Headers
-from ._server import serve
-from ._stream import WebSocketStream
-from ._url import check_protocols, parse_url
+from ._streams.stream import WebSocketStream
 
 # Exit statuses: 0 clean close, 1 the connection failed or ended abnormally,
 # 2 bad command line (argparse's own), 130 interrupted.

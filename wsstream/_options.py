@@ -9,7 +9,7 @@ from typing import NamedTuple, TypedDict
 import attrs
 import trio
 
-from ._http import HeadersLike
+from ._endpoints.http import HeadersLike
 
 __all__ = [
     "ClientOptions",

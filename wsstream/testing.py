@@ -38,11 +38,11 @@ from typing import Any, Unpack
 import trio
 import trio.testing
 
+from ._endpoints.server import Handler, handler_failed, serve_stream
 from ._errors import InvalidStateError, collapse
 from ._options import ClientOptions, Options
-from ._promise import Promise
-from ._server import Handler, handler_failed, serve_stream
-from ._stream import WebSocketStream
+from ._streams.promise import Promise
+from ._streams.stream import WebSocketStream
 
 __all__ = ["Pair", "open_pair"]
 

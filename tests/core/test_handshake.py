@@ -7,15 +7,15 @@ import pytest
 import trio
 import trio.testing
 
-from wsstream._handshake import (
+from wsstream._endpoints.handshake import (
     ClientHandshake,
     Handshake,
     HandshakeFailure,
     ServerHandshake,
     ServerHooks,
 )
-from wsstream._http import Headers, Request, Response
-from wsstream._url import parse_url
+from wsstream._endpoints.http import Headers, Request, Response
+from wsstream._endpoints.url import parse_url
 
 
 def client_side(compression: str | None = None, url: str = "ws://example.com/path?q=1",

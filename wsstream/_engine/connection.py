@@ -55,12 +55,12 @@ from trio.lowlevel import (
     checkpoint,
 )
 
+from .._endpoints.handshake import ClientHandshake, HandshakeFailure, ServerHandshake
+from .._endpoints.http import Request
 from .._errors import AbortError, HandshakeError, WebSocketError
-from .._handshake import ClientHandshake, HandshakeFailure, ServerHandshake
-from .._http import Request
 from .._options import CloseInfo, Options, Statistics
-from .._promise import Promise
 from .._protocol import Core, Phase, Verdict
+from .._streams.promise import Promise
 from .._transport import SCRATCH_SIZE, Transport, peer_address, transport_for
 from .inbox import Inbox
 from .outbox import Outbox

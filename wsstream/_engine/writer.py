@@ -15,9 +15,9 @@ import trio
 from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled, current_task
 
 from .._errors import WebSocketError
-from .._messages import encode_message, usv_encode
 from .._options import Options
 from .._protocol import Core, Verdict
+from .._streams.messages import encode_message, usv_encode
 from .._transport import Transport
 from .inbox import YIELD_MASK, Inbox
 from .outbox import Outbox
@@ -231,7 +231,7 @@ class Writer:
     ) -> None:
         """:meth:`send_nowait` for :func:`wsstream.broadcast`, which checked
         and encoded the message once for all connections (``text`` and
-        ``payload`` from :func:`~wsstream._messages.encode_message`) and may
+        ``payload`` from :func:`~wsstream._streams.messages.encode_message`) and may
         have built its frame once for many: ``frame``, from
         :func:`~wsstream._protocol.core.shared_frame`, is then queued as it
         is, and may be given only where ``core.shares_frames`` (the bytes

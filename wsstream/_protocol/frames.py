@@ -13,7 +13,7 @@ import sys
 import threading
 from collections.abc import Callable
 
-from .._websockets import c_apply_mask
+from .._endpoints.websockets import c_apply_mask
 
 __all__ = [
     "BINARY",

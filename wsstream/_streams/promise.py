@@ -14,7 +14,7 @@ from typing import Any, Generic, TypeVar
 
 import trio
 
-from ._errors import InvalidStateError
+from .._errors import InvalidStateError
 
 T = TypeVar("T")
 

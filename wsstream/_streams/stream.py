@@ -9,17 +9,17 @@ from typing import Any, Unpack
 
 import trio
 
-from ._channels import OpenInfo, open_info
-from ._client import open_transport
-from ._engine.connection import RUN_TASK_NAME, Connection
-from ._errors import AbortError, InvalidStateError, check_close_args, collapse
-from ._handshake import ClientHandshake
-from ._http import Headers, HeadersLike, Request, check_header_value
-from ._options import CloseInfo, ConnectionOptions, Statistics, options_from
-from ._promise import Promise, StartedPromise
-from ._transport import peer_address
-from ._url import WebSocketURL, check_protocols, parse_url
-from ._version import __version__
+from .._endpoints.client import open_transport
+from .._endpoints.handshake import ClientHandshake
+from .._endpoints.http import Headers, HeadersLike, Request, check_header_value
+from .._endpoints.url import WebSocketURL, check_protocols, parse_url
+from .._engine.connection import RUN_TASK_NAME, Connection
+from .._errors import AbortError, InvalidStateError, check_close_args, collapse
+from .._options import CloseInfo, ConnectionOptions, Statistics, options_from
+from .._transport import peer_address
+from .._version import __version__
+from .channels import OpenInfo, open_info
+from .promise import Promise, StartedPromise
 
 __all__ = ["WebSocketStream", "DEFAULT_USER_AGENT"]
 

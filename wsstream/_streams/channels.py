@@ -7,10 +7,10 @@ from typing import Any, NamedTuple
 
 import trio
 
-from ._engine.connection import Connection
-from ._errors import RESERVED_CODES, WebSocketError
-from ._large import MessageReader, MessageWriter
-from ._messages import SendableMessage
+from .._engine.connection import Connection
+from .._errors import RESERVED_CODES, WebSocketError
+from .large import MessageReader, MessageWriter
+from .messages import SendableMessage
 
 __all__ = ["Message", "OpenInfo", "Readable", "Writable", "close_args_from_reason", "open_info"]
 

@@ -13,8 +13,8 @@ import ssl
 
 import trio
 
-from ._neterrors import with_address
-from ._url import WebSocketURL
+from .neterrors import with_address
+from .url import WebSocketURL
 
 __all__ = ["open_transport"]
 

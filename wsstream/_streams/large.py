@@ -12,7 +12,7 @@ from types import TracebackType
 
 import trio
 
-from ._engine.connection import Connection
+from .._engine.connection import Connection
 
 __all__ = ["MessageReader", "MessageWriter"]
 

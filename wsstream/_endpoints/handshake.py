@@ -26,11 +26,11 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 import attrs
 import trio
 
-from ._http import Headers, Request, Response
-from ._origin import origin_allowed
-from ._protocol import DeflateParams
-from ._url import WebSocketURL
-from ._websockets import (
+from .._protocol import DeflateParams
+from .http import Headers, Request, Response
+from .origin import origin_allowed
+from .url import WebSocketURL
+from .websockets import (
     ClientPerMessageDeflateFactory,
     ClientProtocol,
     CoreHeaders,
@@ -68,7 +68,7 @@ _log = logging.getLogger("wsstream.handshake")
 # websockets logs whole handshakes at DEBUG, credentials included; wsstream
 # logs its own, redacted. A logger outside the logging tree, which nothing
 # can switch on.
-_quiet = logging.Logger("wsstream._websockets")
+_quiet = logging.Logger("wsstream._endpoints.websockets")
 _quiet.setLevel(logging.CRITICAL + 1)
 
 

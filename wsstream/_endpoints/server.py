@@ -11,17 +11,17 @@ from typing import Any, NoReturn, Unpack
 import attrs
 import trio
 
-from ._channels import open_info
-from ._engine.connection import RUN_TASK_NAME, Connection
-from ._errors import collapse
-from ._handshake import ServerHandshake, ServerHooks
-from ._http import Headers, HeadersLike, Request, Response, check_header_value
-from ._neterrors import with_address
-from ._options import ConnectionOptions, Options, options_from
-from ._origin import allowed_origins
-from ._stream import WebSocketStream
-from ._url import check_protocols
-from ._version import __version__
+from .._engine.connection import RUN_TASK_NAME, Connection
+from .._errors import collapse
+from .._options import ConnectionOptions, Options, options_from
+from .._streams.channels import open_info
+from .._streams.stream import WebSocketStream
+from .._version import __version__
+from .handshake import ServerHandshake, ServerHooks
+from .http import Headers, HeadersLike, Request, Response, check_header_value
+from .neterrors import with_address
+from .origin import allowed_origins
+from .url import check_protocols
 
 __all__ = ["serve", "serve_stream", "Handler", "handler_failed"]
 

@@ -9,7 +9,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import attrs
 
-from ._messages import usv_encode
+from .._streams.messages import usv_encode
 
 __all__ = ["WebSocketURL", "parse_url", "check_protocols"]
 

@@ -60,11 +60,11 @@ import attrs
 import trio
 from trio.lowlevel import ParkingLot, cancel_shielded_checkpoint, checkpoint_if_cancelled
 
-from ._channels import Writable
-from ._errors import InvalidStateError, WebSocketError, check_close_args, collapse
-from ._messages import SendableMessage, encode_message
-from ._options import ClientOptions, Options
-from ._stream import WebSocketStream
+from .._errors import InvalidStateError, WebSocketError, check_close_args, collapse
+from .._options import ClientOptions, Options
+from .channels import Writable
+from .messages import SendableMessage, encode_message
+from .stream import WebSocketStream
 
 __all__ = [
     "CLOSED",

@@ -8,12 +8,12 @@ from typing import Generic, Literal, TypeVar
 import attrs
 import trio
 
-from ._channels import Writable
-from ._engine.connection import Connection
-from ._errors import MAX_REASON_BYTES
-from ._messages import SendableMessage, encode_message
-from ._protocol import shared_frame
-from ._stream import WebSocketStream
+from .._engine.connection import Connection
+from .._errors import MAX_REASON_BYTES
+from .._protocol import shared_frame
+from .channels import Writable
+from .messages import SendableMessage, encode_message
+from .stream import WebSocketStream
 
 __all__ = ["BroadcastResult", "broadcast"]
 

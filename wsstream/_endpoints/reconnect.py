@@ -31,9 +31,9 @@ from typing import Unpack
 import attrs
 import trio
 
-from ._errors import AbortError, HandshakeError, WebSocketError
-from ._options import ClientOptions, CloseInfo
-from ._stream import WebSocketStream
+from .._errors import AbortError, HandshakeError, WebSocketError
+from .._options import ClientOptions, CloseInfo
+from .._streams.stream import WebSocketStream
 
 __all__ = ["ReconnectInfo", "connect_forever", "RETRY_CODES"]
 
