@@ -19,6 +19,7 @@ from .._options import Options
 from .._protocol import Core, Verdict
 from .._streams.messages import encode_message, usv_encode
 from .._transport import Transport
+from .ending import Ending
 from .inbox import YIELD_MASK, Inbox
 from .outbox import Outbox
 from .pings import PingTracker
@@ -36,7 +37,7 @@ MAX_PENDING_CONTROL = 128 * 1024
 FLUSH_DEFER_PASSES = 64
 
 
-class Writer:
+class Writer(Ending):
     """send(), send_nowait(), ping(), the flusher and keepalive."""
 
     __slots__ = ("_keepalive_scope", "_parts", "messages_sent")
@@ -53,7 +54,6 @@ class Writer:
     _out: Outbox
     _transport: Transport | None
     _write_limit: int
-    _send_error: BaseException | None
     _reader_done: bool
     _nursery: trio.Nursery | None
     _scope: trio.CancelScope
