@@ -436,3 +436,26 @@ def test_large_payload_buffers_are_reused_and_the_spares_are_bounded() -> None:
     assert feed(receiver, build(BINARY, huge), 1 << 20) == [huge]
     assert spares.total <= core_module.SPARE_TOTAL
     assert all(len(b) <= core_module.SPARE_EACH for b in spares.buffers)
+
+
+@pytest.mark.parametrize("opcode", [BINARY, TEXT])
+def test_a_message_of_tiny_fragments_costs_its_bytes_not_an_object_each(opcode: int) -> None:
+    # 20,000 one-byte fragments (60 KB on the wire, unmasked to a client):
+    # kept as one buffer (20 KB). A list of pieces would hold 20,000
+    # objects, about 1 MB.
+    import tracemalloc
+
+    core = client(max_message_size=None)
+    data = bytes([opcode, 1]) + b"x" + (bytes([CONT, 1]) + b"y") * 20_000
+    tracemalloc.start()
+    try:
+        core.receive_data(data)
+        while core.parse(max_frames=100_000, max_bytes=1 << 30):
+            pass
+        current, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert core.is_open and core.take_messages() == []
+    assert current < 300_000, current
+    whole = "x" + "y" * 20_000 + "!" if opcode == TEXT else b"x" + b"y" * 20_000 + b"!"
+    assert feed(core, build(CONT, b"!", mask=False)) == [whole]

@@ -59,7 +59,7 @@ class Assembly:
     """The message being received: its kind, mode, sizes and pieces so far."""
 
     __slots__ = (
-        "compressed", "decoder", "done", "limit", "mode", "over", "parts", "size", "text", "wire",
+        "buffer", "compressed", "decoder", "done", "limit", "mode", "over", "size", "text", "wire",
     )
 
     def __init__(self, text: bool, compressed: bool, mode: int, limit: int | None) -> None:
@@ -71,7 +71,10 @@ class Assembly:
         self.wire = 0  # payload bytes on the wire so far
         self.over = False  # WHOLE and past the limit: the core holds it
         self.done = False  # the message's last byte went out (or was dropped)
-        self.parts: list[bytes] | list[str] | None = None
+        # WHOLE: the bytes kept so far (text as UTF-8, already checked), in
+        # one buffer: a message of a million one-byte fragments must cost a
+        # megabyte, not a million objects.
+        self.buffer: bytearray | None = None
         self.decoder: codecs.IncrementalDecoder | None = None
 
     def add(
@@ -117,7 +120,8 @@ class Assembly:
             return size, None
         self.done = fin
         if mode == WHOLE:
-            if fin and self.parts is None:
+            buffer = self.buffer
+            if fin and buffer is None:
                 # A whole message in one piece (compressed, or gathered apart).
                 if self.text:
                     return size, str(data, "utf-8")
@@ -125,11 +129,12 @@ class Assembly:
             self._keep(data, fin)
             if not fin:
                 return size, None
-            parts = self.parts
-            assert parts is not None
+            buffer = self.buffer
+            assert buffer is not None
+            self.buffer = None
             if self.text:
-                return size, "".join(parts)  # type: ignore[arg-type]
-            return size, b"".join(parts)  # type: ignore[arg-type]
+                return size, str(buffer, "utf-8")  # checked as it came
+            return size, bytes(buffer)
         if self.text:
             piece: str | bytes = self._text(data, fin)
         else:
@@ -148,15 +153,12 @@ class Assembly:
 
     def _keep(self, data: Buffer, fin: bool) -> None:
         if self.text:
-            piece = self._text(data, fin)
-            if self.parts is None:
-                self.parts = []
-            if piece:
-                self.parts.append(piece)  # type: ignore[arg-type]
+            # Checked now (1007 as soon as it is wrong); decoded once, whole.
+            self._text(data, fin)
+        if self.buffer is None:
+            self.buffer = bytearray(data)
         else:
-            if self.parts is None:
-                self.parts = []
-            self.parts.append(data if type(data) is bytes else bytes(data))  # type: ignore[arg-type]
+            self.buffer += data
 
     def to_stream(self, limit: int | None) -> Chunk | None:
         """Stream the rest of this message: what was kept so far, as the
@@ -164,17 +166,23 @@ class Assembly:
         self.mode = STREAM
         self.limit = limit
         self.over = False
-        parts, self.parts = self.parts, None
+        buffer, self.buffer = self.buffer, None
         if limit is not None and self.size > limit:
             raise TooBig
-        if not parts:
+        if not buffer:
             return None
-        data: str | bytes = "".join(parts) if self.text else b"".join(parts)  # type: ignore[arg-type]
-        return Chunk(data, False)
+        if not self.text:
+            return Chunk(bytes(buffer), False)
+        # The decoder holds the start of a character cut by the last piece:
+        # the chunk ends before it, the decoder goes on from it.
+        assert self.decoder is not None
+        pending = len(self.decoder.getstate()[0])
+        text = str(memoryview(buffer)[: len(buffer) - pending], "utf-8")
+        return Chunk(text, False) if text else None
 
     def to_discard(self) -> None:
         """Drop the rest of this message (and what was kept)."""
         self.mode = DISCARD
         self.limit = None
         self.over = False
-        self.parts = None
+        self.buffer = None
