@@ -79,9 +79,31 @@ class WebSocketStream:
       certificate; ``ssl_context`` or the default context), unless it
       already is a :class:`trio.SSLStream`: a ``wss://`` URL never goes out
       in clear.
-    * ``open_timeout=10``: seconds for TCP, TLS and the opening handshake
-      together (websockets: 10; trio-websocket: 60). Expiry raises a
-      :class:`HandshakeError`.
+    * ``proxy=True``: the proxy to connect through (:doc:`proxies`).
+      ``True`` takes it from the environment when the stream is built, as
+      curl does: for ``wss://`` the first set of ``wss_proxy``,
+      ``https_proxy``, ``all_proxy``, for ``ws://`` of ``ws_proxy``,
+      ``http_proxy``, ``all_proxy`` (lower case, then upper case), unless
+      ``no_proxy`` lists the URL's host (names with their subdomains, IP
+      addresses, CIDR blocks, ``*``). A URL (``http://``, ``https://``,
+      ``socks5://``, ``socks5h://``, ``socks4://``, ``socks4a://``;
+      ``user:password@`` for credentials) is that proxy; ``None``, none.
+      ``wss://`` through a proxy is TLS with the server inside the tunnel,
+      checked against the URL's host. A bad proxy URL (in the environment
+      too) raises :class:`ValueError` here, its credentials never shown.
+      Not used with ``stream`` or ``unix_socket_path``: ``True`` is
+      ignored there, a URL is a :class:`ValueError`.
+    * ``proxy_ssl_context=None``: for an ``https://`` proxy, the trust for
+      the proxy's own certificate (default: the system's trust store, the
+      host name checked); a :class:`ValueError` with an explicit proxy URL
+      that is not ``https://``.
+    * ``unix_socket_path=None``: a Unix socket (``str`` or path-like) to
+      connect to instead of the URL's host and port; the URL still gives
+      the ``Host`` header, the path and, for ``wss://``, TLS over the
+      socket. :class:`ValueError` together with ``stream``.
+    * ``open_timeout=10``: seconds for TCP, the proxy's exchange, TLS and
+      the opening handshake together (websockets: 10; trio-websocket: 60).
+      Expiry raises a :class:`HandshakeError`.
     * ``close_timeout=10``: seconds for the closing handshake and the end of
       TCP once a Close was sent or received (websockets: 10; trio-websocket:
       60); on expiry the socket is dropped and ``closed`` raises 1006.
