@@ -174,6 +174,7 @@ class HandshakeError(WebSocketError):
     status: int | None
     headers: Mapping[str, str] | None
     body: bytes
+    proxy: str | None
 
     def __init__(
         self,
@@ -182,6 +183,7 @@ class HandshakeError(WebSocketError):
         status: int | None = None,
         headers: Mapping[str, str] | None = None,
         body: bytes = b"",
+        proxy: str | None = None,
     ) -> None:
         trio.BrokenResourceError.__init__(self, message)
         self.close_code = 1006
@@ -189,6 +191,7 @@ class HandshakeError(WebSocketError):
         self.status = status
         self.headers = headers
         self.body = body
+        self.proxy = proxy
 
 
 class InvalidStateError(RuntimeError):

@@ -103,8 +103,9 @@ async def connect_forever(
       to the proxy too, or a SOCKS proxy's report of one);
       ``open_timeout`` expired; the server closed or broke the connection
       during the opening handshake; the handshake was answered with a 5xx
-      status (a proxy's 502 or 504 too); the connection ended with code 1001, 1006 (dropped without a
-      closing handshake), 1011, 1012, 1013 or 1014, cleanly or not.
+      status (a proxy's 502 or 504 too); the connection ended with code
+      1001, 1006 (dropped without a closing handshake), 1011, 1012, 1013 or
+      1014, cleanly or not.
     * **Return** the :class:`CloseInfo` of a clean close with any other
       code: 1000 and 1005 (a Close without a code) unless
       ``reconnect_on_normal_close`` is true, 1008, 4000, ... Also when the

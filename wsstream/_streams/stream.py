@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import ssl
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any, Unpack
+from typing import Any, Literal, Unpack
 
 import trio
 
-from .._endpoints.client import open_transport
+from .._endpoints.client import Dialer
 from .._endpoints.handshake import ClientHandshake
 from .._endpoints.http import Headers, HeadersLike, Request, check_header_value
 from .._endpoints.url import WebSocketURL, check_protocols, parse_url
@@ -136,6 +137,9 @@ class WebSocketStream:
         user_agent: str | None = DEFAULT_USER_AGENT,
         ssl_context: ssl.SSLContext | None = None,
         stream: trio.abc.Stream | None = None,
+        proxy: str | Literal[True] | None = True,
+        proxy_ssl_context: ssl.SSLContext | None = None,
+        unix_socket_path: str | os.PathLike[str] | None = None,
         **options: Unpack[ConnectionOptions],
     ) -> None:
         url_value = parse_url(url)
@@ -161,13 +165,12 @@ class WebSocketStream:
             headers=Headers(headers),
             user_agent=user_agent,
         )
-        given, context = stream, ssl_context
-
-        async def connect() -> trio.abc.Stream:
-            # Also with a given stream: wss:// means TLS over it.
-            return await open_transport(url_value, given, context)
-
-        self._conn = Connection(handshake, checked, open_info, connect=connect)
+        dialer = Dialer(
+            url_value, stream=stream, ssl_context=ssl_context, proxy=proxy,
+            proxy_ssl_context=proxy_ssl_context, unix_socket_path=unix_socket_path,
+            user_agent=user_agent,
+        )
+        self._conn = Connection(handshake, checked, open_info, connect=dialer)
         self._given_stream = stream
         # Nothing settles these before ``async with`` starts the connection:
         # awaiting them earlier raises instead of waiting for ever.
