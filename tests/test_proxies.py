@@ -10,8 +10,10 @@ import base64
 import errno
 import logging
 import ssl
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from subprocess import CompletedProcess
 
 import attrs
 import pytest
@@ -31,6 +33,8 @@ from tests.proxy_servers import (
     stunnel,
     tinyproxy,
 )
+from tests.test_cli import ENV as CLI_ENV
+from tests.test_cli import bad_command_line, cli, one_error_line
 from tests.wpt_handlers import TlsContexts
 
 
@@ -396,3 +400,93 @@ def assert_never_shown(errors: list[BaseException], caplog: pytest.LogCaptureFix
     for text in texts:
         for secret in secrets:
             assert secret not in text
+
+
+# -- the command line ------------------------------------------------------------------
+
+
+async def cli_with(env: dict[str, str], *args: str, stdin: bytes = b"") -> CompletedProcess[bytes]:
+    with trio.fail_after(60):
+        return await trio.run_process(
+            [sys.executable, "-m", "wsstream", *args], stdin=stdin, capture_stdout=True,
+            capture_stderr=True, check=False, env={**CLI_ENV, **env},
+        )
+
+
+async def test_cli_connect_through_a_proxy(
+    tinyproxy_auth: Running, https_proxy: Running, proxy_ca: trustme.CA, server: Server,
+    tmp_path: Path,
+) -> None:
+    url = await server.start(echo_handler)
+    proxy = f"http://{USER}:{SECRET}@127.0.0.1:{tinyproxy_auth.port}"
+    result = await cli("connect", "--proxy", proxy, url, stdin=b"hello\n")
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout == b"hello\n"
+    assert SECRET.encode() not in result.stderr
+    cafile = tmp_path / "proxy-ca.pem"
+    proxy_ca.cert_pem.write_to_path(str(cafile))
+    proxy = f"https://{USER}:{SECRET}@127.0.0.1:{https_proxy.port}"
+    result = await cli("connect", "--proxy", proxy, "--proxy-cafile", str(cafile), url,
+                       stdin=b"over tls\n")
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout == b"over tls\n"
+
+
+async def test_cli_a_refusing_proxy_is_one_line_without_the_password(
+    tinyproxy_auth: Running, server: Server
+) -> None:
+    url = await server.start(echo_handler)
+    port = tinyproxy_auth.port
+    result = await cli("connect", "--proxy", f"http://127.0.0.1:{port}", url)
+    assert one_error_line(result) == (
+        f"wsstream: {url}/: the proxy http://127.0.0.1:{port} refused to open a tunnel to "
+        f"127.0.0.1:{url.rsplit(':', 1)[1]}: HTTP 407 Proxy Authentication Required"
+    )
+    result = await cli("connect", "--proxy", f"http://{USER}:{SECRET}x@127.0.0.1:{port}", url)
+    line = one_error_line(result)
+    assert f"the proxy http://127.0.0.1:{port} refused" in line
+    assert SECRET not in result.stderr.decode()
+
+
+async def test_cli_reads_the_environment_and_proxy_none_skips_it(
+    tinyproxy_auth: Running, server: Server
+) -> None:
+    url = await server.start(echo_handler)
+    env = {"http_proxy": f"http://127.0.0.1:{tinyproxy_auth.port}"}
+    result = await cli_with(env, "connect", url)
+    assert "HTTP 407" in one_error_line(result)
+    result = await cli_with(env, "connect", "--proxy", "none", url, stdin=b"direct\n")
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout == b"direct\n"
+    # A malformed proxy in the environment: one line naming the variable.
+    result = await cli_with({"http_proxy": f"ftp://u:{SECRET}@h"}, "connect", url)
+    line = one_error_line(result)
+    assert "$http_proxy" in line and SECRET not in line
+
+
+@pytest.mark.parametrize(
+    ("args", "shown"),
+    [
+        (("--proxy", f"gopher://u:{SECRET}@h:1"), "argument --proxy: invalid proxy URL"),
+        (("--proxy", "http://h:99999"), "argument --proxy: invalid proxy URL 'http://h:99999'"),
+        (("--proxy", "http://h:1", "--unix", "/tmp/x.sock"), "argument --unix: not with --proxy"),
+        (("--unix", ""), "argument --unix: expected a path"),
+        (("--proxy", "socks5://h:1", "--proxy-cafile", "ca.pem"), "for an https:// proxy only"),
+        (("--proxy", "https://h:1", "--proxy-cafile", "/nonexistent/ca.pem"),
+         "argument --proxy-cafile: cannot load '/nonexistent/ca.pem'"),
+    ],
+)
+async def test_cli_proxy_and_unix_arguments_are_checked_before_connecting(
+    server: Server, args: tuple[str, ...], shown: str
+) -> None:
+    connections: list[wsstream.WebSocketStream] = []
+
+    async def handler(wss: wsstream.WebSocketStream) -> None:
+        connections.append(wss)
+
+    url = await server.start(handler)
+    result = await cli("connect", *args, url, stdin=b"hello\n")
+    line = bad_command_line(result)
+    assert shown in line
+    assert SECRET not in result.stderr.decode()
+    assert connections == []

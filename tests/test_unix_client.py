@@ -16,6 +16,7 @@ import trustme
 
 import wsstream
 from tests.conftest import Handler
+from tests.test_cli import cli
 
 pytestmark = pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="no Unix sockets")
 
@@ -178,3 +179,13 @@ async def test_cancelling_while_connecting_to_a_unix_socket(
         sock.close()
 
 
+
+
+async def test_cli_connect_over_a_unix_socket(nursery: trio.Nursery, socket_path: Path) -> None:
+    await nursery.start(serve_unix_socket, socket_path, report_request)
+    result = await cli("connect", "--unix", str(socket_path), "ws://app.internal/cli",
+                       stdin=b"over unix\n")
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.decode().splitlines() == [
+        "/cli app.internal ws://app.internal/cli", "over unix",
+    ]
