@@ -392,3 +392,20 @@ def test_a_missing_proxy_program_skips_or_fails_under_ci(
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match=r"tinyproxy is not installed"):
         require("tinyproxy")
+
+
+@pytest.mark.parametrize("scheme", ["socks5h", "socks4"])
+async def test_a_socks_proxy_that_hangs_up(scheme: str, nursery: trio.Nursery) -> None:
+    async def hang_up(stream: trio.SocketStream) -> None:
+        await stream.receive_some(4096)  # all of the first request: no reset
+        await stream.aclose()
+
+    listeners = await nursery.start(
+        functools.partial(trio.serve_tcp, hang_up, 0, host="127.0.0.1")
+    )
+    proxy = f"{scheme}://127.0.0.1:{listeners[0].socket.getsockname()[1]}"
+    error = await failure("ws://127.0.0.1:9/", proxy=proxy)
+    kind = scheme[:6].upper()
+    assert error.message == f"the proxy {proxy} closed the connection during the {kind} exchange"
+    assert error.proxy == proxy
+    assert isinstance(error.__cause__, EOFError)
