@@ -8,6 +8,8 @@ from __future__ import annotations
 import base64
 import errno
 import functools
+import socket
+import struct
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -409,3 +411,45 @@ async def test_a_socks_proxy_that_hangs_up(scheme: str, nursery: trio.Nursery) -
     assert error.message == f"the proxy {proxy} closed the connection during the {kind} exchange"
     assert error.proxy == proxy
     assert isinstance(error.__cause__, EOFError)
+
+
+def reset(stream: trio.SocketStream) -> None:
+    """Close with a TCP reset (SO_LINGER 0), as a crashing proxy would."""
+    stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    stream.socket.close()
+
+
+async def test_a_proxy_that_resets_the_connection(nursery: trio.Nursery) -> None:
+    async def crash(stream: trio.SocketStream, head: bytes) -> None:
+        reset(stream)
+
+    proxy = await StandIn(crash).start(nursery)
+    error = await failure("ws://feed.example/", proxy=proxy)
+    assert error.message.startswith(f"the connection to the proxy {proxy} broke: ")
+    assert error.proxy == proxy
+
+    async def socks_crash(stream: trio.SocketStream) -> None:
+        await stream.receive_some(4096)
+        reset(stream)
+
+    listeners = await nursery.start(
+        functools.partial(trio.serve_tcp, socks_crash, 0, host="127.0.0.1")
+    )
+    socks = f"socks5h://127.0.0.1:{listeners[0].socket.getsockname()[1]}"
+    error = await failure("ws://feed.example/", proxy=socks)
+    assert error.message.startswith(f"the connection to the proxy {socks} broke: ")
+    assert isinstance(error.__cause__, ConnectionResetError)
+
+
+async def test_a_refusal_with_malformed_header_lines_keeps_its_status(
+    nursery: trio.Nursery,
+) -> None:
+    proxy = await StandIn(sends(
+        b"HTTP/1.0 403 Forbidden\r\nBad Name: x\r\nno colon\r\nContent-Length: 2\r\n\r\nno"
+    )).start(nursery)
+    error = await failure("ws://feed.example/", proxy=proxy)
+    assert error.status == 403
+    assert error.headers == wsstream.Headers()
+    # Without a usable Content-Length, the body is what came before the
+    # proxy hung up (at most 1 s).
+    assert error.body == b"no"

@@ -32,7 +32,7 @@ import socket
 import ssl
 
 import trio
-from python_socks import ProxyConnectionError, ProxyError, ProxyTimeoutError, ProxyType
+from python_socks import ProxyConnectionError, ProxyError, ProxyType
 from python_socks.async_.trio import Proxy as SocksProxy
 
 from .handshake import HandshakeFailure
@@ -266,8 +266,6 @@ async def _socks(proxy: ProxyURL, host: str, port: int) -> trio.abc.Stream:
     except ProxyError as exc:
         # Its cause is set: what a retry should make of it.
         raise _socks_refusal(proxy, kind, tunnel_to, exc)  # noqa: B904
-    except ProxyTimeoutError as exc:  # not with an infinite timeout; to be sure
-        raise _failure(proxy, f"the proxy {proxy} timed out") from exc
     except OSError as exc:
         # python-socks passes the socket's own errors through: a reset.
         raise _failure(
