@@ -3,6 +3,7 @@ roles of the web-platform-tests' server handlers."""
 
 from __future__ import annotations
 
+import os
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -14,6 +15,15 @@ from hypothesis import settings
 
 import wsstream
 from tests.wpt_handlers import TlsContexts, WptServer
+
+# Clients default to proxy=True, the environment's proxy (docs/proxies.md),
+# and the suite talks to 127.0.0.1 only: a proxy set for pip or a browser
+# must not route the tests (nor the CLI's child processes, which inherit
+# this environment). Tests of the environment's rules set their own.
+for _name in list(os.environ):
+    if _name.lower() in ("http_proxy", "https_proxy", "all_proxy", "ws_proxy", "wss_proxy",
+                         "no_proxy"):
+        del os.environ[_name]
 
 # Hypothesis's per-example deadline (200 ms) measures the machine's load as
 # much as the code: on 2 busy cores a fast example can take longer. The

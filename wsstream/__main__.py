@@ -26,6 +26,7 @@ from typing import Any, BinaryIO, TextIO
 import trio
 
 from ._endpoints.http import Headers
+from ._endpoints.proxy import parse_proxy
 from ._endpoints.server import serve
 from ._endpoints.url import check_protocols, parse_url
 from ._errors import HandshakeError, WebSocketError, collapse
@@ -48,6 +49,9 @@ class CliError(Exception):
 
 def _describe(exc: BaseException) -> str:
     """One line saying what went wrong with a connection."""
+    if isinstance(exc, HandshakeError) and exc.proxy is not None:
+        # It names the proxy (never its credentials) and the status.
+        return exc.message
     if isinstance(exc, HandshakeError) and exc.status is not None:
         line = f"handshake rejected: HTTP {exc.status}"
         body = exc.body.decode("utf-8", "replace").strip().splitlines()
@@ -242,7 +246,14 @@ async def _connect(args: argparse.Namespace, stdin: BinaryIO | None = None) -> i
     # place of the bad bytes, as text always is, instead of failing.
     source = sys.stdin.buffer if stdin is None else stdin
     out = sys.stdout
-    async with WebSocketStream(args.url, **_client_options(args)) as wss:
+    options = _client_options(args)
+    if args.proxy is not None:
+        options["proxy"] = None if args.proxy == "none" else args.proxy
+    if args.proxy_ssl_context is not None:
+        options["proxy_ssl_context"] = args.proxy_ssl_context
+    if args.unix is not None:
+        options["unix_socket_path"] = args.unix
+    async with WebSocketStream(args.url, **options) as wss:
         readable, writable, extensions, protocol = await _open(wss)
         details = "".join(
             f", {name} {value!r}"
@@ -484,6 +495,16 @@ def _parser() -> argparse.ArgumentParser:
     connect.add_argument("--linger", type=_delay, default=0.5, metavar="SECONDS",
                          help="after end of stdin, keep printing messages this long "
                          "before closing (default: 0.5)")
+    connect.add_argument("--proxy", metavar="URL",
+                         help="connect through this proxy: http://, https://, socks5://, "
+                         "socks5h://, socks4:// or socks4a://, with user:password@ for "
+                         "credentials; 'none': directly (default: from the environment, "
+                         "https_proxy, http_proxy, all_proxy and no_proxy, as curl reads them)")
+    connect.add_argument("--proxy-cafile", metavar="PEM",
+                         help="trust this CA certificate for an https:// proxy")
+    connect.add_argument("--unix", metavar="PATH",
+                         help="connect to the Unix socket PATH instead of the URL's host "
+                         "(the URL still gives Host, the path, and TLS for wss://)")
 
     serve_parser = sub.add_parser(
         "serve", help="run an echo server",
@@ -550,6 +571,8 @@ def _check(args: argparse.Namespace) -> None:
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE
             args.ssl_context = context
+    if command == "connect":
+        _check_route(args, parser)
     elif command == "serve":
         args.ssl_context = None
         if args.keyfile and not args.certfile:
@@ -564,6 +587,32 @@ def _check(args: argparse.Namespace) -> None:
                     files += f" (key {args.keyfile!r})"
                 parser.error(f"argument --certfile: cannot load {files}: {_reason(exc)}")
             args.ssl_context = context
+
+
+def _check_route(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """``connect``'s --proxy, --proxy-cafile and --unix, checked as the library
+    checks them; ``args.proxy_ssl_context`` is set from --proxy-cafile."""
+    args.proxy_ssl_context = None
+    explicit = args.proxy is not None and args.proxy != "none"
+    if explicit:
+        try:
+            proxy = parse_proxy(args.proxy, name="proxy URL")
+        except ValueError as exc:  # the message hides the credentials
+            parser.error(f"argument --proxy: {exc}")
+        if args.proxy_cafile and proxy.scheme != "https":
+            parser.error("argument --proxy-cafile: for an https:// proxy only")
+    if args.unix is not None:
+        if explicit:
+            parser.error("argument --unix: not with --proxy URL (a Unix socket is dialled)")
+        if not args.unix:
+            parser.error("argument --unix: expected a path")
+    if args.proxy_cafile:
+        try:
+            args.proxy_ssl_context = ssl.create_default_context(cafile=args.proxy_cafile)
+        except (OSError, ssl.SSLError) as exc:
+            parser.error(
+                f"argument --proxy-cafile: cannot load {args.proxy_cafile!r}: {_reason(exc)}"
+            )
 
 
 def _reason(exc: OSError) -> str:

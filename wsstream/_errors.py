@@ -160,11 +160,21 @@ class HandshakeError(WebSocketError):
     expired, :class:`EOFError` when the server closed the connection during
     the handshake, the :class:`trio.BrokenResourceError` of a stream that
     broke (TLS failures included); ``None`` for an invalid response.
+
+    ``proxy`` is the proxy's URL, without credentials
+    (``"http://proxy.corp:3128"``), when the failure was the proxy's: it
+    could not be reached, refused the tunnel (an HTTP proxy's status,
+    headers and body are then ``status``, ``headers`` and ``body``; a SOCKS
+    refusal's cause is an :class:`OSError` when the server could not be
+    reached, else python-socks' ``ProxyError``), failed TLS, broke the
+    exchange, or had not opened the tunnel when ``open_timeout`` expired.
+    It is ``None`` for every failure past the tunnel and without a proxy.
     """
 
     status: int | None
     headers: Mapping[str, str] | None
     body: bytes
+    proxy: str | None
 
     def __init__(
         self,
@@ -173,6 +183,7 @@ class HandshakeError(WebSocketError):
         status: int | None = None,
         headers: Mapping[str, str] | None = None,
         body: bytes = b"",
+        proxy: str | None = None,
     ) -> None:
         trio.BrokenResourceError.__init__(self, message)
         self.close_code = 1006
@@ -180,6 +191,7 @@ class HandshakeError(WebSocketError):
         self.status = status
         self.headers = headers
         self.body = body
+        self.proxy = proxy
 
 
 class InvalidStateError(RuntimeError):

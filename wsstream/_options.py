@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
 import ssl
-from typing import NamedTuple, TypedDict
+from typing import Literal, NamedTuple, TypedDict
 
 import attrs
 import trio
@@ -83,6 +84,9 @@ class ClientOptions(ConnectionOptions, total=False):
     user_agent: str | None
     ssl_context: ssl.SSLContext | None
     stream: trio.abc.Stream | None
+    proxy: str | Literal[True] | None
+    proxy_ssl_context: ssl.SSLContext | None
+    unix_socket_path: str | os.PathLike[str] | None
 
 
 def options_from(options: ConnectionOptions) -> Options:

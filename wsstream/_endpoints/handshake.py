@@ -73,16 +73,18 @@ _quiet.setLevel(logging.CRITICAL + 1)
 
 
 class HandshakeFailure(Exception):
-    """The opening handshake failed; carries the HTTP response, if any."""
+    """The opening handshake failed; carries the HTTP response, if any, and
+    the proxy (its URL without credentials) when the failure was its own."""
 
     def __init__(
         self, message: str, status: int | None = None,
-        headers: Headers | None = None, body: bytes = b"",
+        headers: Headers | None = None, body: bytes = b"", *, proxy: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.headers = headers
         self.body = body
+        self.proxy = proxy
 
 
 @attrs.define(slots=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import socket
 
-__all__ = ["with_address"]
+__all__ = ["at_path", "with_address"]
 
 
 def with_address(
@@ -47,6 +47,19 @@ def with_address(
     # Only errno: with strerror set too, str() would become "[Errno N] strerror".
     error.errno = original.errno
     # Its cause is the original's (trio's group of attempts), else the original.
+    error.__cause__ = exc.__cause__ or exc
+    return error
+
+
+def at_path(exc: OSError, path: str) -> OSError:
+    """``exc`` again, its message ``"unix socket PATH: reason"``; as
+    :func:`with_address`, for a Unix socket."""
+    original = _first_cause(exc)
+    try:
+        error = type(original)(f"unix socket {path}: {_reason(original)}")
+    except Exception:
+        error = OSError(f"unix socket {path}: {_reason(original)}")
+    error.errno = original.errno
     error.__cause__ = exc.__cause__ or exc
     return error
 

@@ -93,16 +93,19 @@ async def connect_forever(
 
     Each connection is a :class:`WebSocketStream` made with ``url`` and
     ``options`` (every option of :class:`WebSocketStream` except ``stream``,
-    which can serve one connection only). ``handler(wss)`` is awaited with
+    which can serve one connection only; with the default ``proxy=True``,
+    each reads the environment again). ``handler(wss)`` is awaited with
     the stream already open, inside the stream's ``async with``. When the
     connection ends, how it ended decides (the guide has the full table):
 
     * **Reconnect**: the connection was refused, reset or unreachable, or
-      the host name did not resolve (an :class:`OSError` while connecting);
+      the host name did not resolve (an :class:`OSError` while connecting,
+      to the proxy too, or a SOCKS proxy's report of one);
       ``open_timeout`` expired; the server closed or broke the connection
       during the opening handshake; the handshake was answered with a 5xx
-      status; the connection ended with code 1001, 1006 (dropped without a
-      closing handshake), 1011, 1012, 1013 or 1014, cleanly or not.
+      status (a proxy's 502 or 504 too); the connection ended with code
+      1001, 1006 (dropped without a closing handshake), 1011, 1012, 1013 or
+      1014, cleanly or not.
     * **Return** the :class:`CloseInfo` of a clean close with any other
       code: 1000 and 1005 (a Close without a code) unless
       ``reconnect_on_normal_close`` is true, 1008, 4000, ... Also when the
@@ -111,7 +114,8 @@ async def connect_forever(
       does) and its :class:`CloseInfo` is returned (its
       :class:`WebSocketError` raised if that closing handshake fails).
     * **Raise** a :class:`HandshakeError` for a handshake answered with any
-      other status (4xx: 401, 403, 404, ...), an invalid handshake response
+      other status (4xx: 401, 403, 404, a proxy's 407, ...), a SOCKS proxy's
+      refusal by its rules or of the credentials, an invalid handshake response
       or a TLS certificate that fails verification; an :class:`AbortError`
       when ``signal`` is set; the connection's :class:`WebSocketError` for
       an abnormal end with a code not listed above (this side failed the

@@ -55,6 +55,7 @@ from trio.lowlevel import (
     checkpoint,
 )
 
+from .._endpoints.client import Dialer
 from .._endpoints.handshake import ClientHandshake, HandshakeFailure, ServerHandshake
 from .._endpoints.http import Request
 from .._errors import AbortError, HandshakeError, WebSocketError
@@ -262,7 +263,8 @@ class Connection(Writer):
                     result = outcome
             except HandshakeFailure as exc:
                 failure = HandshakeError(
-                    str(exc), status=exc.status, headers=exc.headers, body=exc.body
+                    str(exc), status=exc.status, headers=exc.headers, body=exc.body,
+                    proxy=exc.proxy,
                 )
                 # EOFError when the server closed during the handshake.
                 failure.__cause__ = exc.__cause__
@@ -278,8 +280,15 @@ class Connection(Writer):
         if self._signal_scope is not None:
             self._signal_scope.cancel()
         if scope.cancelled_caught and failure is None and self._abort_exc is None:
+            # A client still waiting for its proxy says so: the proxy is
+            # then the one to look at, not the server.
+            proxy = (
+                self._connect.waiting_for_proxy if isinstance(self._connect, Dialer) else None
+            )
+            where = f", waiting for the proxy {proxy}" if proxy is not None else ""
             failure = HandshakeError(
-                f"the opening handshake timed out after {self.options.open_timeout} s"
+                f"the opening handshake timed out after {self.options.open_timeout} s{where}",
+                proxy=proxy,
             )
             failure.__cause__ = trio.TooSlowError()
         if failure is not None and self._abort_exc is None:

@@ -134,8 +134,9 @@ class WebSocket:
 
     ``protocols`` may be one str or a sequence of str, as in the browser.
     The keyword options are those of :class:`WebSocketStream` (``stream``,
-    ``signal``, ``headers``, ``ssl_context``, ``read_limit``,
-    ``close_timeout``, ...), validated the same way.
+    ``signal``, ``headers``, ``ssl_context``, ``proxy``,
+    ``unix_socket_path``, ``read_limit``, ``close_timeout``, ...),
+    validated the same way.
 
     Events come in the browser's order: :class:`OpenEvent`, then a
     :class:`MessageEvent` per message, then :class:`CloseEvent`; an unclean

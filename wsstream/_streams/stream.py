@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import ssl
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any, Unpack
+from typing import Any, Literal, Unpack
 
 import trio
 
-from .._endpoints.client import open_transport
+from .._endpoints.client import Dialer
 from .._endpoints.handshake import ClientHandshake
 from .._endpoints.http import Headers, HeadersLike, Request, check_header_value
 from .._endpoints.url import WebSocketURL, check_protocols, parse_url
@@ -79,9 +80,31 @@ class WebSocketStream:
       certificate; ``ssl_context`` or the default context), unless it
       already is a :class:`trio.SSLStream`: a ``wss://`` URL never goes out
       in clear.
-    * ``open_timeout=10``: seconds for TCP, TLS and the opening handshake
-      together (websockets: 10; trio-websocket: 60). Expiry raises a
-      :class:`HandshakeError`.
+    * ``proxy=True``: the proxy to connect through (:doc:`proxies`).
+      ``True`` takes it from the environment when the stream is built, as
+      curl does: for ``wss://`` the first set of ``wss_proxy``,
+      ``https_proxy``, ``all_proxy``, for ``ws://`` of ``ws_proxy``,
+      ``http_proxy``, ``all_proxy`` (lower case, then upper case), unless
+      ``no_proxy`` lists the URL's host (names with their subdomains, IP
+      addresses, CIDR blocks, ``*``). A URL (``http://``, ``https://``,
+      ``socks5://``, ``socks5h://``, ``socks4://``, ``socks4a://``;
+      ``user:password@`` for credentials) is that proxy; ``None``, none.
+      ``wss://`` through a proxy is TLS with the server inside the tunnel,
+      checked against the URL's host. A bad proxy URL (in the environment
+      too) raises :class:`ValueError` here, its credentials never shown.
+      Not used with ``stream`` or ``unix_socket_path``: ``True`` is
+      ignored there, a URL is a :class:`ValueError`.
+    * ``proxy_ssl_context=None``: for an ``https://`` proxy, the trust for
+      the proxy's own certificate (default: the system's trust store, the
+      host name checked); a :class:`ValueError` with an explicit proxy URL
+      that is not ``https://``.
+    * ``unix_socket_path=None``: a Unix socket (``str`` or path-like) to
+      connect to instead of the URL's host and port; the URL still gives
+      the ``Host`` header, the path and, for ``wss://``, TLS over the
+      socket. :class:`ValueError` together with ``stream``.
+    * ``open_timeout=10``: seconds for TCP, the proxy's exchange, TLS and
+      the opening handshake together (websockets: 10; trio-websocket: 60).
+      Expiry raises a :class:`HandshakeError`.
     * ``close_timeout=10``: seconds for the closing handshake and the end of
       TCP once a Close was sent or received (websockets: 10; trio-websocket:
       60); on expiry the socket is dropped and ``closed`` raises 1006.
@@ -114,6 +137,9 @@ class WebSocketStream:
         user_agent: str | None = DEFAULT_USER_AGENT,
         ssl_context: ssl.SSLContext | None = None,
         stream: trio.abc.Stream | None = None,
+        proxy: str | Literal[True] | None = True,
+        proxy_ssl_context: ssl.SSLContext | None = None,
+        unix_socket_path: str | os.PathLike[str] | None = None,
         **options: Unpack[ConnectionOptions],
     ) -> None:
         url_value = parse_url(url)
@@ -139,13 +165,12 @@ class WebSocketStream:
             headers=Headers(headers),
             user_agent=user_agent,
         )
-        given, context = stream, ssl_context
-
-        async def connect() -> trio.abc.Stream:
-            # Also with a given stream: wss:// means TLS over it.
-            return await open_transport(url_value, given, context)
-
-        self._conn = Connection(handshake, checked, open_info, connect=connect)
+        dialer = Dialer(
+            url_value, stream=stream, ssl_context=ssl_context, proxy=proxy,
+            proxy_ssl_context=proxy_ssl_context, unix_socket_path=unix_socket_path,
+            user_agent=user_agent,
+        )
+        self._conn = Connection(handshake, checked, open_info, connect=dialer)
         self._given_stream = stream
         # Nothing settles these before ``async with`` starts the connection:
         # awaiting them earlier raises instead of waiting for ever.
