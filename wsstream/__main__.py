@@ -26,7 +26,7 @@ from typing import Any, BinaryIO, TextIO
 import trio
 
 from ._endpoints.http import Headers
-from ._endpoints.server import serve
+from ._endpoints.listen import serve
 from ._endpoints.url import check_protocols, parse_url
 from ._errors import HandshakeError, WebSocketError, collapse
 from ._streams.stream import WebSocketStream

@@ -21,15 +21,36 @@ from .handshake import ServerHandshake, ServerHooks
 from .http import Headers, HeadersLike, Request, Response, check_header_value
 from .neterrors import with_address
 from .origin import allowed_origins
+from .serverstats import ServerStatistics
 from .url import check_protocols
 
-__all__ = ["serve", "serve_stream", "Handler", "handler_failed"]
+__all__ = [
+    "Handler", "ServerOptions", "handler_failed", "serve_listeners", "serve_stream",
+]
 
 _log = logging.getLogger("wsstream.server")
 
 Handler = Callable[[WebSocketStream], Awaitable[None]]
 ProcessRequest = Callable[[Request], "Awaitable[Response | None] | Response | None"]
+ProcessResponse = Callable[[Request, Response], "Awaitable[Response | None] | Response | None"]
 SelectSubprotocol = Callable[[Request, Sequence[str]], "str | None"]
+
+
+class ServerOptions(ConnectionOptions, total=False):
+    """The keyword arguments of :func:`serve_listeners` and :func:`serve_unix`:
+    those of :func:`serve` besides ``host``, ``port``, ``ssl_context``,
+    ``backlog`` and ``reuse_port``, typed so that ``mypy --strict`` checks
+    callers."""
+
+    subprotocols: Sequence[str]
+    select_subprotocol: SelectSubprotocol | None
+    process_request: ProcessRequest | None
+    process_response: ProcessResponse | None
+    origins: Sequence[str | None] | None
+    response_headers: HeadersLike | None
+    server_header: str | None
+    max_connections: int | None
+    statistics: ServerStatistics | None
 
 DEFAULT_SERVER_HEADER = f"wsstream/{__version__}"
 
@@ -214,94 +235,44 @@ class _Server:
             self._shut(scope, conn)
 
 
-async def serve(
+async def serve_listeners(
     handler: Handler,
-    host: str | bytes | None,
-    port: int,
+    listeners: Sequence[trio.abc.Listener[trio.abc.Stream]],
     *,
-    task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
-    ssl_context: ssl.SSLContext | None = None,
-    subprotocols: Sequence[str] = (),
-    select_subprotocol: SelectSubprotocol | None = None,
-    process_request: ProcessRequest | None = None,
-    origins: Sequence[str | None] | None = None,
-    response_headers: HeadersLike | None = None,
-    server_header: str | None = DEFAULT_SERVER_HEADER,
-    backlog: int | None = None,
-    **options: Unpack[ConnectionOptions],
+    task_status: trio.TaskStatus[list[trio.abc.Listener[trio.abc.Stream]]] = (
+        trio.TASK_STATUS_IGNORED
+    ),
+    **options: Unpack[ServerOptions],
 ) -> NoReturn:
-    """Serve WebSocket connections on ``host``:``port`` until cancelled.
+    """Serve WebSocket connections on ``listeners`` until cancelled.
 
-    Each connection's handler gets an open :class:`WebSocketStream`. When the
-    handler returns the connection is closed with 1000; when it raises, with
-    1011 and the exception is logged on the ``wsstream.server`` logger. Failed
-    handshakes (not a WebSocket request, rejected by ``process_request``,
-    a forbidden origin) are answered with an HTTP error and never reach the
-    handler.
+    What :func:`trio.serve_listeners` is to :func:`trio.serve_tcp`: the
+    same server as :func:`serve` (which is this function on the listeners
+    it opens), on any :class:`trio.abc.Listener` of streams: TCP or TLS
+    listeners made by hand (socket options of your own, a socket passed in
+    by systemd), Unix sockets, a listener of an application's own. It
+    accepts on each listener in a task of its own, serves each connection
+    as :func:`serve` does, and takes its keyword arguments (the hooks,
+    ``max_connections``, ``statistics``, the connection options); a
+    connection is ``wss://`` (for ``wss.url``) when the listener gives a
+    :class:`trio.SSLStream`.
 
-    With ``await nursery.start(serve, ...)`` it returns the list of
-    :class:`trio.SocketListener` it listens on (port 0 picks a free port).
-    Cancelling it stops accepting, closes every open connection with 1001
-    and waits for each at most ``close_timeout`` before cutting it.
+    With ``await nursery.start(serve_listeners, ...)`` it returns the
+    listeners, as a list, once it is ready to accept. Cancelling it stops
+    accepting, closes the listeners (they belong to it from the call on,
+    as with :func:`trio.serve_listeners`), closes every open connection
+    with 1001 and waits for each at most ``close_timeout`` before cutting
+    it. Errors of ``accept()`` that mean the process is out of resources
+    (too many open files, no memory) are logged and retried after 100 ms,
+    as trio does; any other propagates and ends the server (after the
+    same shutdown).
 
-    ``subprotocols``: the server picks the first of the client's offers that
-    it supports, else none; ``select_subprotocol(request, offered)`` replaces
-    that rule. ``process_request(request)``, sync or async, may return a
-    :class:`Response` to reject the handshake with it. ``origins``: allowed
-    ``Origin`` values (``None`` in the list allows requests without one);
-    others get 403. The default accepts every origin: a server that knows
-    its users by their cookies must set it, or any web site can connect
-    in their name (cross-site WebSocket hijacking; see the server guide).
-    ``response_headers``: extra headers on the 101 response;
-    ``server_header``: the ``Server`` header, ``None`` to omit it.
-    ``ssl_context`` serves TLS. Other keyword arguments are the connection
-    options of :class:`WebSocketStream` (timeouts, limits, compression,
-    keepalive).
-
-    Every argument is checked before anything listens: a wrong type raises
-    :class:`TypeError` (``port=True``, ``origins="https://..."``); a bad
-    value :class:`ValueError` (a port outside 0-65535, a header name that is
-    not a token, CR or LF in a header value). If it cannot listen, it raises
-    :class:`OSError` naming the address: ``"cannot listen on
-    127.0.0.1:8765: address already in use"``.
+    Raises :class:`TypeError` if ``listeners`` is not a sequence of
+    :class:`trio.abc.Listener` (a single listener included) or an argument
+    has a wrong type, :class:`ValueError` for an empty sequence or a bad
+    value, before accepting anything.
     """
-    if host is not None and not isinstance(host, (str, bytes)):
-        raise TypeError(f"host must be a str, bytes or None, not {type(host).__name__}")
-    if not isinstance(port, int) or isinstance(port, bool):
-        raise TypeError(f"port must be an int, not {type(port).__name__}")
-    if not 0 <= port <= 65535:
-        raise ValueError(f"port must be 0-65535, not {port}")
-    if backlog is not None:
-        if not isinstance(backlog, int) or isinstance(backlog, bool):
-            raise TypeError(f"backlog must be an int or None, not {type(backlog).__name__}")
-        if backlog < 0:
-            raise ValueError(f"backlog must not be negative, not {backlog}")
-    if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
-        raise TypeError("ssl_context must be an ssl.SSLContext or None")
-    config = _config(
-        handler, subprotocols=subprotocols, select_subprotocol=select_subprotocol,
-        process_request=process_request, origins=origins, response_headers=response_headers,
-        server_header=server_header, secure=ssl_context is not None, options=options_from(options),
-    )
-    try:
-        sockets = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
-    except OSError as exc:
-        raise with_address(exc, host, port, "cannot listen on")  # noqa: B904 (its cause is set)
-    listeners: list[Any] = list(sockets)
-    if ssl_context is not None:
-        listeners = [
-            trio.SSLListener(listener, ssl_context, https_compatible=True)
-            for listener in sockets
-        ]
-    server = _Server(config)
-    async with trio.open_nursery() as connections:
-        try:
-            # The TCP listeners, TLS or not, so that callers can read the port.
-            task_status.started(sockets)
-            await trio.serve_listeners(server.handle, listeners, handler_nursery=connections)
-        finally:
-            server.shutdown()
-    raise AssertionError("serve_listeners returned")  # pragma: no cover
+    raise NotImplementedError("designed, not built yet")
 
 
 async def serve_stream(
@@ -314,13 +285,17 @@ async def serve_stream(
     origins: Sequence[str | None] | None = None,
     response_headers: HeadersLike | None = None,
     server_header: str | None = DEFAULT_SERVER_HEADER,
+    process_response: ProcessResponse | None = None,
+    statistics: ServerStatistics | None = None,
     secure: bool = False,
     **options: Unpack[ConnectionOptions],
 ) -> None:
     """Serve one connection on an already accepted stream; returns when it closed.
 
     Same handshake options and handler rules as :func:`serve` (``secure``
-    says whether the stream is TLS, for ``wss.url``). The stream is closed
+    says whether the stream is TLS, for ``wss.url``; a :class:`trio.SSLStream`
+    is TLS whatever it says), ``process_response`` and ``statistics``
+    included. The stream is closed
     on return. Handler exceptions are logged, not raised; cancellation closes
     the connection forcefully and propagates. Bad arguments raise
     :class:`TypeError` or :class:`ValueError` before the stream is used.
