@@ -4,8 +4,8 @@ The guide is in docs/; the public names are exactly those in ``__all__``.
 """
 
 from ._endpoints.http import Headers, Request, Response
-from ._endpoints.reconnect import ReconnectInfo, connect_forever
 from ._endpoints.listen import serve, serve_unix
+from ._endpoints.reconnect import ReconnectInfo, connect_forever
 from ._endpoints.server import serve_listeners, serve_stream
 from ._endpoints.serverstats import ServerStatistics
 from ._errors import AbortError, HandshakeError, InvalidStateError, WebSocketError

@@ -8,16 +8,21 @@ removal on exit).
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import logging
 import os
+import socket
 import ssl
+import stat
 from collections.abc import Sequence
-from typing import NoReturn, Unpack
+from typing import Any, NoReturn, Unpack
 
 import trio
 
-from .._options import ConnectionOptions
+from .._options import ConnectionOptions, options_from
 from .http import HeadersLike
-from .neterrors import with_address
+from .neterrors import os_error, with_address, with_path
 from .server import (
     DEFAULT_SERVER_HEADER,
     Handler,
@@ -25,10 +30,25 @@ from .server import (
     ProcessResponse,
     SelectSubprotocol,
     ServerOptions,
+    _config,
+    check_max_connections,
+    serve_on,
+    server_config,
 )
 from .serverstats import ServerStatistics
 
 __all__ = ["serve", "serve_unix"]
+
+_log = logging.getLogger("wsstream.server")
+
+#: The listen() backlog when none is given: the most the kernel allows
+#: (Linux caps it at net.core.somaxconn), as trio's own default.
+DEFAULT_BACKLOG = 0xFFFF
+
+#: How long the probe of an existing socket file may wait for a connection:
+#: a server that listens answers at once (the kernel accepts for it); one
+#: whose backlog is full makes the probe wait, and is taken as alive.
+STALE_PROBE_TIMEOUT = 1.0
 
 
 async def serve(
@@ -147,20 +167,28 @@ async def serve(
         raise TypeError(f"port must be an int, not {type(port).__name__}")
     if not 0 <= port <= 65535:
         raise ValueError(f"port must be 0-65535, not {port}")
-    if backlog is not None:
-        if not isinstance(backlog, int) or isinstance(backlog, bool):
-            raise TypeError(f"backlog must be an int or None, not {type(backlog).__name__}")
-        if backlog < 0:
-            raise ValueError(f"backlog must not be negative, not {backlog}")
+    _check_backlog(backlog)
     if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
         raise TypeError("ssl_context must be an ssl.SSLContext or None")
+    if not isinstance(reuse_port, bool):
+        raise TypeError(f"reuse_port must be a bool, not {type(reuse_port).__name__}")
+    max_connections = check_max_connections(max_connections)
     config = _config(
         handler, subprotocols=subprotocols, select_subprotocol=select_subprotocol,
-        process_request=process_request, origins=origins, response_headers=response_headers,
-        server_header=server_header, secure=ssl_context is not None, options=options_from(options),
+        process_request=process_request, process_response=process_response, origins=origins,
+        response_headers=response_headers, server_header=server_header, statistics=statistics,
+        secure=ssl_context is not None, options=options_from(options),
     )
+    if reuse_port and getattr(socket, "SO_REUSEPORT", None) is None:
+        raise os_error(
+            OSError, errno.ENOPROTOOPT,
+            "reuse_port=True: this system has no SO_REUSEPORT",
+        )
     try:
-        sockets = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
+        if reuse_port:
+            sockets = await _reuse_port_listeners(host, port, backlog)
+        else:
+            sockets = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
     except OSError as exc:
         raise with_address(exc, host, port, "cannot listen on")  # noqa: B904 (its cause is set)
     listeners: list[Any] = list(sockets)
@@ -169,15 +197,54 @@ async def serve(
             trio.SSLListener(listener, ssl_context, https_compatible=True)
             for listener in sockets
         ]
-    server = _Server(config)
-    async with trio.open_nursery() as connections:
-        try:
-            # The TCP listeners, TLS or not, so that callers can read the port.
-            task_status.started(sockets)
-            await trio.serve_listeners(server.handle, listeners, handler_nursery=connections)
-        finally:
-            server.shutdown()
-    raise AssertionError("serve_listeners returned")  # pragma: no cover
+    # The TCP listeners, TLS or not, so that callers can read the port.
+    await serve_on(config, listeners, max_connections, lambda: task_status.started(sockets))
+
+
+async def _reuse_port_listeners(
+    host: str | bytes | None, port: int, backlog: int | None
+) -> list[trio.SocketListener]:
+    """trio.open_tcp_listeners with SO_REUSEPORT on each socket (trio has no
+    option for it): a listening socket per address of ``host``."""
+    addresses = await trio.socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
+    listeners: list[trio.SocketListener] = []
+    try:
+        for family, kind, proto, _, address in addresses:
+            try:
+                sock = trio.socket.socket(family, kind, proto)
+            except OSError as exc:
+                if exc.errno == errno.EAFNOSUPPORT:
+                    continue  # IPv6 switched off, say: the others may do
+                raise
+            try:
+                # SO_REUSEADDR: a restart need not wait for TIME_WAIT to end.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                except OSError as exc:
+                    # Defined by the headers, refused by the kernel (WSL 1).
+                    raise os_error(
+                        OSError, exc.errno or errno.ENOPROTOOPT,
+                        f"reuse_port=True: the system refuses SO_REUSEPORT ({exc})",
+                    ) from exc
+                if family == socket.AF_INET6:
+                    # Only IPv6 on the IPv6 socket: the IPv4 one has the rest.
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                await sock.bind(address)
+                sock.listen(DEFAULT_BACKLOG if backlog is None else backlog)
+            except BaseException:
+                sock.close()
+                raise
+            listeners.append(trio.SocketListener(sock))
+        if not listeners:
+            raise os_error(OSError, errno.EAFNOSUPPORT, "no address of a supported family")
+    except BaseException:
+        for listener in listeners:
+            listener.socket.close()
+        raise
+    return listeners
 
 
 async def serve_unix(
@@ -233,4 +300,109 @@ async def serve_unix(
     directory, permission denied, a path too long for a socket address),
     or where the system has no Unix sockets.
     """
-    raise NotImplementedError("designed, not built yet")
+    path = _check_path(path)
+    abstract = path.startswith("\0")
+    if mode is not None:
+        if not isinstance(mode, int) or isinstance(mode, bool):
+            raise TypeError(f"mode must be an int or None, not {type(mode).__name__}")
+        if not 0 <= mode <= 0o7777:
+            raise ValueError(f"mode must be permission bits, 0-0o7777, not {mode:#o}")
+        if abstract:
+            raise ValueError("an abstract socket has no file: mode must be None")
+    _check_backlog(backlog)
+    max_connections = check_max_connections(options.pop("max_connections", None))
+    config = server_config(handler, options, secure=False)
+    family = getattr(socket, "AF_UNIX", None)
+    if family is None:
+        raise os_error(OSError, errno.EAFNOSUPPORT, "this system has no Unix sockets")
+    sock = trio.socket.socket(family, socket.SOCK_STREAM)
+    created: os.stat_result | None = None
+    try:
+        if not abstract:
+            await _remove_stale(path)
+        try:
+            await sock.bind(path)
+            if not abstract:
+                created = os.stat(path)
+                if mode is not None:
+                    # Before listen(): until then no client can connect, so
+                    # none gets in under the umask's permissions.
+                    os.chmod(path, mode)
+            sock.listen(DEFAULT_BACKLOG if backlog is None else backlog)
+        except OSError as exc:
+            raise with_path(exc, path, "cannot listen on")  # noqa: B904 (its cause is set)
+        listener = trio.SocketListener(sock)
+    except BaseException:
+        sock.close()
+        if created is not None:
+            _remove_if_ours(path, created)
+        raise
+    try:
+        await serve_on(config, [listener], max_connections, lambda: task_status.started([listener]))
+    finally:
+        if created is not None:
+            _remove_if_ours(path, created)
+
+
+def _check_path(path: object) -> str:
+    if isinstance(path, os.PathLike):
+        path = os.fspath(path)
+    if not isinstance(path, str):
+        raise TypeError(f"path must be a str or an os.PathLike of str, not {type(path).__name__}")
+    if not path:
+        raise ValueError("path must not be empty")
+    if "\0" in path[1:]:
+        raise ValueError(f"path must not hold a NUL character past its first: {path!r}")
+    return path
+
+
+def _check_backlog(backlog: object) -> None:
+    if backlog is not None:
+        if not isinstance(backlog, int) or isinstance(backlog, bool):
+            raise TypeError(f"backlog must be an int or None, not {type(backlog).__name__}")
+        if backlog < 0:
+            raise ValueError(f"backlog must not be negative, not {backlog}")
+
+
+async def _remove_stale(path: str) -> None:
+    """Remove the socket file at ``path`` if no server listens on it; raise
+    if a server does, or if something else than a socket is there."""
+    try:
+        found = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(found.st_mode):
+        raise os_error(
+            FileExistsError, errno.EEXIST,
+            f"cannot listen on {path}: it exists and is not a socket (only a stale socket "
+            "file is removed)",
+        )
+    with trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            with trio.move_on_after(STALE_PROBE_TIMEOUT):
+                await probe.connect(path)
+        except ConnectionRefusedError:
+            # Nobody listens: a server died without removing it.
+            _log.info("removing the stale socket file %s", path)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            return
+        except FileNotFoundError:
+            return  # removed meanwhile
+        except OSError as exc:
+            # Permission denied, say: we cannot tell, so it stays.
+            raise with_path(exc, path, "cannot listen on")  # noqa: B904 (its cause is set)
+    raise os_error(
+        OSError, errno.EADDRINUSE,
+        f"cannot listen on {path}: address already in use (a server listens on it)",
+    )
+
+
+def _remove_if_ours(path: str, created: os.stat_result) -> None:
+    """Remove the socket file we created, unless another took its place."""
+    try:
+        found = os.lstat(path)
+        if (found.st_dev, found.st_ino) == (created.st_dev, created.st_ino):
+            os.unlink(path)
+    except OSError as exc:
+        _log.debug("could not remove the socket file %s: %s", path, exc)
