@@ -113,6 +113,19 @@ def serving_pid(client_port: int, pids: list[int]) -> int | None:
     return None
 
 
+async def wait_exited(pid: int) -> None:
+    """Wait until ``pid``, which need not be our child, has exited (Linux's
+    pidfd becomes readable then)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        await trio.lowlevel.wait_readable(fd)
+    finally:
+        os.close(fd)
+
+
 def process_ended(pid: int) -> bool:
     """Whether ``pid`` has exited (gone, or a zombie nobody reaped)."""
     try:
