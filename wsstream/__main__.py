@@ -3,6 +3,7 @@
   python -m wsstream demo                          what wsstream does, in one second
   python -m wsstream connect ws://127.0.0.1:8765/  send stdin lines, print messages
   python -m wsstream serve 8765                    an echo server on 127.0.0.1:8765
+  python -m wsstream serve --workers 2 8765        the same, in 2 processes (SO_REUSEPORT)
   python -m wsstream bench ws://127.0.0.1:8765/    round trips and throughput
 
 Errors are one line on stderr and a non-zero exit status: 2 for a bad command
@@ -351,7 +352,9 @@ async def _serve_echo(
             for listener in listeners:
                 sock = getattr(listener, "socket", None) or listener.transport_listener.socket
                 url = _url_of(sock.getsockname(), secure)
-                print(f"echo server listening on {url}{suffix}", flush=True)
+                # One write for the whole line: the workers share the pipe, and
+                # print() writes the end of line apart, so lines could mix.
+                print(f"echo server listening on {url}{suffix}\n", end="", flush=True)
         await stop.wait()
         nursery.cancel_scope.cancel()
     return status
