@@ -170,8 +170,10 @@ def _measure(workers: int, kind: str, seconds: float) -> dict[str, Any]:
         ]
         time.sleep(max(0.0, start - time.time()))
         cpu_before = [_cpu_seconds(pid) for pid in pids]
+        loaders_before = sum(_cpu_seconds(loader.pid) for loader in loaders)
         time.sleep(max(0.0, stop - time.time()))
         cpu_after = [_cpu_seconds(pid) for pid in pids]
+        loaders_after = sum(_cpu_seconds(loader.pid) for loader in loaders)
         results = [json.loads(loader.communicate(timeout=60)[0]) for loader in loaders]
     finally:
         server.terminate()
@@ -187,6 +189,7 @@ def _measure(workers: int, kind: str, seconds: float) -> dict[str, Any]:
         "server_cpu_s": sum(cpu),
         "cpu_us_per_item": sum(cpu) / count * 1e6 if count else None,
         "worker_core_share": [c / seconds for c in cpu],
+        "loaders_core_share": (loaders_after - loaders_before) / seconds,
     }
 
 
@@ -207,6 +210,7 @@ def run(rounds: int, seconds: float) -> dict[str, Any]:
                     statistics.median(m["worker_core_share"][i] for m in rows)
                     for i in range(workers)
                 ],
+                "loaders_core_share": statistics.median(m["loaders_core_share"] for m in rows),
             }
     return {
         "machine": {"cpus": os.cpu_count(), "load_average": os.getloadavg()},
@@ -239,6 +243,10 @@ def render(results: dict[str, Any]) -> str:
         lines.append(
             f"| server CPU during {label} (share of a core) | "
             f"{one['worker_core_share'][0] * 100:.0f} % | {shares} | |"
+        )
+        lines.append(
+            f"| load generators' CPU during {label} (share of a core) | "
+            f"{one['loaders_core_share'] * 100:.0f} % | {two['loaders_core_share'] * 100:.0f} % | |"
         )
     return "\n".join(lines)
 

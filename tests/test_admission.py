@@ -120,7 +120,7 @@ async def test_refusals_are_quiet_in_the_log(
     url = await server.start(echo_handler, max_connections=1)
     host, port = address_of(url)
     with caplog.at_level(logging.INFO, logger="wsstream"):
-        async with await trio.open_tcp_stream(host, port) as first:
+        async with await trio.open_tcp_stream(host, port):  # holds the one slot
             await trio.testing.wait_all_tasks_blocked()
             for _ in range(3):
                 async with await trio.open_tcp_stream(host, port) as refused:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import re
 import signal
@@ -129,7 +130,8 @@ async def workers() -> AsyncIterator[Workers]:
                 assert chunk, "the command exited before its workers listened"
                 text += chunk.decode()
         lines = text.splitlines()
-        assert all(line.startswith("echo server listening on ws://127.0.0.1:") for line in lines), text
+        prefix = "echo server listening on ws://127.0.0.1:"
+        assert all(line.startswith(prefix) for line in lines), text
         ports = {int(line.split(":")[2].split("/")[0]) for line in lines}
         pids = [int(line.rsplit("(worker ", 1)[1].rstrip(")")) for line in lines]
         assert len(ports) == 1 and len(set(pids)) == 2
@@ -276,3 +278,20 @@ async def test_a_worker_that_cannot_listen_makes_the_command_fail(
     err = result.stderr.decode()
     assert "address already in use" in err
     assert "exited with status 1" in err
+
+
+@needs_reuse_port
+@needs_proc
+@pytest.mark.slow
+async def test_the_workers_benchmark_runs() -> None:
+    # Correctness only: every measurement completed; no timing is asserted.
+    with trio.fail_after(300):
+        result = await trio.run_process(
+            [sys.executable, "-m", "benchmarks.workers", "--quick", "--json"],
+            capture_stdout=True, capture_stderr=True, check=False,
+        )
+    assert result.returncode == 0, result.stderr.decode()
+    summary = json.loads(result.stdout)["summary"]
+    assert set(summary) == {"echo-1", "echo-2", "connect-1", "connect-2"}
+    assert all(row["per_second"] > 0 for row in summary.values())
+    assert len(summary["echo-2"]["worker_core_share"]) == 2
