@@ -46,10 +46,10 @@ class ServerStatistics:
       WebSocket frames on the wire, after the opening handshake, which is
       not counted).
 
-    Reading a message or byte counter walks the open connections (a few
-    microseconds per thousand); the connection counters cost nothing to
-    read. Serving with statistics costs nothing per message: each
-    connection's own counters are added when it finishes. Not thread-safe:
+    Reading a message or byte counter walks the open connections (about
+    30 µs per thousand); the connection counters cost nothing to read.
+    Serving with statistics costs nothing per message: each connection's
+    own counters are added when it finishes. Not thread-safe:
     read it from the trio thread that serves.
     """
 
@@ -75,27 +75,29 @@ class ServerStatistics:
         """Accepted and not yet finished, handshakes in progress included."""
         return len(self._live)
 
+    # The open connections' counters are read from the connection itself,
+    # the very values its statistics() reports, without building one
+    # Statistics per connection (which costs a hundred times as much).
+
     @property
     def messages_received(self) -> int:
         """Messages received, over every connection served."""
-        return self._messages_received + sum(
-            c.statistics().messages_received for c in self._live
-        )
+        return self._messages_received + sum(c.messages_received for c in self._live)
 
     @property
     def messages_sent(self) -> int:
         """Messages sent (queued by the handlers), over every connection served."""
-        return self._messages_sent + sum(c.statistics().messages_sent for c in self._live)
+        return self._messages_sent + sum(c.messages_sent for c in self._live)
 
     @property
     def bytes_received(self) -> int:
         """WebSocket bytes received after the handshake, over every connection."""
-        return self._bytes_received + sum(c.statistics().bytes_received for c in self._live)
+        return self._bytes_received + sum(c.bytes_received for c in self._live)
 
     @property
     def bytes_sent(self) -> int:
         """WebSocket bytes written after the handshake, over every connection."""
-        return self._bytes_sent + sum(c.statistics().bytes_sent for c in self._live)
+        return self._bytes_sent + sum(c.bytes_written for c in self._live)
 
     # -- the server's side (wsstream._endpoints.server) --------------------
 
