@@ -235,6 +235,7 @@ async def test_cli_serve_unix_echoes_and_removes_its_file_on_sigterm(tmp_path: P
         (("--unix", "/tmp/x.sock", "8765"), "argument --unix"),
         (("--unix", "/tmp/x.sock", "--workers", "2"), "argument --workers"),
         (("--unix", "/tmp/x.sock", "--reuse-port"), "argument --reuse-port"),
+        (("--unix", "/tmp/x.sock", "--certfile", "c.pem"), "argument --certfile"),
     ],
 )
 async def test_cli_unix_is_one_process_with_no_port(args: tuple[str, ...], shown: str) -> None:

@@ -632,6 +632,10 @@ def _check(args: argparse.Namespace) -> None:
                 parser.error("argument --reuse-port: not for a Unix socket")
             if not args.unix:
                 parser.error("argument --unix: expected a path")
+            if args.certfile:
+                # TLS over a Unix socket is serve_listeners with a
+                # trio.SSLListener; the command line does not offer it.
+                parser.error("argument --certfile: for TCP, not with --unix")
         else:
             if args.port is None:
                 if args.host is None:
@@ -709,10 +713,6 @@ def _run(args: argparse.Namespace) -> int:
             options["ssl_context"] = args.ssl_context
         if args.reuse_port or args.worker:
             options["reuse_port"] = True
-    elif args.ssl_context is not None:
-        # serve_unix takes listeners' options: TLS over the Unix socket is
-        # serve_listeners with a trio.SSLListener; the CLI does not offer it.
-        raise CliError("--certfile is for TCP: not with --unix")
     status: int = trio.run(
         functools.partial(_serve_echo, unix=args.unix, worker=args.worker),
         args.host, args.port, options,
