@@ -15,6 +15,7 @@ import trio.testing
 import wsstream
 from tests.conftest import Server, echo_handler
 from tests.server_support import UPGRADE_REQUEST, head_headers, read_all, read_head
+from wsstream._endpoints.server import MIN_REFUSALS, REFUSAL_TIMEOUT
 
 
 def address_of(url: str) -> tuple[str, int]:
@@ -257,3 +258,31 @@ async def test_serve_stream_counts_too() -> None:
 async def test_statistics_must_be_a_server_statistics() -> None:
     with pytest.raises(TypeError, match="ServerStatistics"):
         await wsstream.serve(echo_handler, "127.0.0.1", 0, statistics={})  # type: ignore[arg-type]
+
+
+async def test_refusals_linger_a_bounded_time_and_are_bounded_in_number(
+    server: Server, mock_clock: trio.testing.MockClock
+) -> None:
+    # Trio's clock stands still unless the test moves it: lingering refusals
+    # last until it does.
+    url = await server.start(echo_handler, max_connections=1)
+    host, port = address_of(url)
+    held = await trio.open_tcp_stream(host, port)
+    await trio.testing.wait_all_tasks_blocked()
+    # Clients that read their 503 but never close: each refusal lingers.
+    lingering = []
+    for _ in range(MIN_REFUSALS):
+        stream = await trio.open_tcp_stream(host, port)
+        assert (await read_head(stream)).startswith(b"HTTP/1.1 503 ")
+        lingering.append(stream)
+    await trio.testing.wait_all_tasks_blocked()
+    # One more: too many refusals in progress, closed with no answer.
+    async with await trio.open_tcp_stream(host, port) as extra:
+        assert await read_all(extra) == b""
+    # Once the refusals' time is up, they end, and a refusal answers again.
+    mock_clock.jump(REFUSAL_TIMEOUT)
+    await trio.testing.wait_all_tasks_blocked()
+    async with await trio.open_tcp_stream(host, port) as again:
+        assert (await read_all(again)).startswith(b"HTTP/1.1 503 ")
+    for stream in [held, *lingering]:
+        await stream.aclose()
