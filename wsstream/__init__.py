@@ -4,8 +4,10 @@ The guide is in docs/; the public names are exactly those in ``__all__``.
 """
 
 from ._endpoints.http import Headers, Request, Response
+from ._endpoints.listen import serve, serve_unix
 from ._endpoints.reconnect import ReconnectInfo, connect_forever
-from ._endpoints.server import serve, serve_stream
+from ._endpoints.server import serve_listeners, serve_stream
+from ._endpoints.serverstats import ServerStatistics
 from ._errors import AbortError, HandshakeError, InvalidStateError, WebSocketError
 from ._options import CloseInfo, Statistics
 from ._streams.broadcast import BroadcastResult, broadcast
@@ -51,6 +53,7 @@ __all__ = [
     "ReconnectInfo",
     "Request",
     "Response",
+    "ServerStatistics",
     "Statistics",
     "WebSocket",
     "WebSocketError",
@@ -61,5 +64,7 @@ __all__ = [
     "broadcast",
     "connect_forever",
     "serve",
+    "serve_listeners",
     "serve_stream",
+    "serve_unix",
 ]

@@ -3,6 +3,7 @@
   python -m wsstream demo                          what wsstream does, in one second
   python -m wsstream connect ws://127.0.0.1:8765/  send stdin lines, print messages
   python -m wsstream serve 8765                    an echo server on 127.0.0.1:8765
+  python -m wsstream serve --workers 2 8765        the same, in 2 processes (SO_REUSEPORT)
   python -m wsstream bench ws://127.0.0.1:8765/    round trips and throughput
 
 Errors are one line on stderr and a non-zero exit status: 2 for a bad command
@@ -16,21 +17,24 @@ import functools
 import json
 import math
 import os
+import signal
+import socket
 import ssl
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, BinaryIO, TextIO
 
 import trio
 
 from ._endpoints.http import Headers
+from ._endpoints.listen import serve, serve_unix
 from ._endpoints.proxy import parse_proxy
-from ._endpoints.server import serve
 from ._endpoints.url import check_protocols, parse_url
 from ._errors import HandshakeError, WebSocketError, collapse
 from ._streams.stream import WebSocketStream
+from ._workers import supervise
 
 # Exit statuses: 0 clean close, 1 the connection failed or ended abnormally,
 # 2 bad command line (argparse's own), 130 interrupted.
@@ -312,14 +316,59 @@ def _url_of(sockname: Any, secure: bool) -> str:
     return f"{'wss' if secure else 'ws'}://{host}:{port}/"
 
 
-async def _serve_echo(host: str, port: int, options: dict[str, Any] | None = None) -> None:
+async def _serve_echo(
+    host: str, port: int, options: dict[str, Any] | None = None, *,
+    unix: str | None = None, worker: bool = False,
+) -> int:
+    """The echo server, until SIGINT or SIGTERM (or, for a worker, until its
+    supervisor is gone): then every connection is closed with 1001. Returns
+    the exit status: 130 after SIGINT, as for Ctrl-C anywhere, 0 otherwise."""
     options = dict(options or {})
     secure = options.get("ssl_context") is not None
+    stop = trio.Event()
+    status = EXIT_OK
+
+    async def watch_signals(task_status: trio.TaskStatus[None]) -> None:
+        nonlocal status
+        # Signals become a graceful shutdown instead of KeyboardInterrupt
+        # (or death, for SIGTERM). The receiver is closed at the first, so
+        # a second signal acts as it would have without it: it stops the
+        # process at once.
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            task_status.started()
+            async for signum in signals:
+                status = EXIT_INTERRUPTED if signum == signal.SIGINT else EXIT_OK
+                stop.set()
+                return
+
+    async def watch_supervisor() -> None:
+        # A worker's stdin is a pipe from its supervisor, which never
+        # writes: its end means the supervisor is gone (even by SIGKILL).
+        stdin = trio.lowlevel.FdStream(os.dup(0))
+        async with stdin:
+            while await stdin.receive_some():
+                pass
+        stop.set()
+
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(functools.partial(serve, _echo, host, port, **options))
-        for listener in listeners:
-            sock = getattr(listener, "socket", None) or listener.transport_listener.socket
-            print("echo server listening on", _url_of(sock.getsockname(), secure), flush=True)
+        await nursery.start(watch_signals)
+        if worker:
+            nursery.start_soon(watch_supervisor)
+        if unix is not None:
+            listeners = await nursery.start(functools.partial(serve_unix, _echo, unix, **options))
+            print(f"echo server listening on {unix}", flush=True)
+        else:
+            listeners = await nursery.start(functools.partial(serve, _echo, host, port, **options))
+            suffix = f" (worker {os.getpid()})" if worker else ""
+            for listener in listeners:
+                sock = getattr(listener, "socket", None) or listener.transport_listener.socket
+                url = _url_of(sock.getsockname(), secure)
+                # One write for the whole line: the workers share the pipe, and
+                # print() writes the end of line apart, so lines could mix.
+                print(f"echo server listening on {url}{suffix}\n", end="", flush=True)
+        await stop.wait()
+        nursery.cancel_scope.cancel()
+    return status
 
 
 # -- bench --------------------------------------------------------------------
@@ -508,16 +557,38 @@ def _parser() -> argparse.ArgumentParser:
 
     serve_parser = sub.add_parser(
         "serve", help="run an echo server",
-        description="Serve WebSocket on HOST:PORT until interrupted (Ctrl-C closes every "
-        "connection with 1001), echoing every message back. PORT 0 picks a free port; the "
-        "listening URL is printed.",
+        usage="%(prog)s [options] [HOST] PORT\n       %(prog)s [options] --unix PATH",
+        description="Serve WebSocket on HOST:PORT (or on the Unix socket PATH) until "
+        "interrupted, echoing every message back. Ctrl-C (SIGINT) or SIGTERM closes every "
+        "connection with 1001; exit status 130 after SIGINT, 0 after SIGTERM. PORT 0 "
+        "picks a free port; the listening URL is printed. --workers N runs N processes on "
+        "the same port (SO_REUSEPORT; signals are forwarded to all; a worker that dies "
+        "stops the others and the command exits 1). --unix serves in one process.",
     )
     serve_parser.set_defaults(command_parser=serve_parser)
     serve_parser.add_argument("--echo", action="store_true",
                               help="echo every message back (what serve does; optional)")
-    serve_parser.add_argument("host", nargs="?", default="127.0.0.1",
+    serve_parser.add_argument("host", nargs="?", default=None,
                               help="address to bind (default: 127.0.0.1)")
-    serve_parser.add_argument("port", type=_port, help="port to listen on (0: any free port)")
+    serve_parser.add_argument("port", nargs="?", type=_port,
+                              help="port to listen on (0: any free port)")
+    serve_parser.add_argument("--unix", metavar="PATH",
+                              help="listen on this Unix socket instead of HOST:PORT (a stale "
+                              "socket file is removed first; one process: not with --workers)")
+    serve_parser.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+                              help="run N worker processes on the same port with SO_REUSEPORT "
+                              "(default: 1); SIGINT/SIGTERM are forwarded to all; a worker "
+                              "that dies is reported, the others are stopped, exit status 1; "
+                              "nothing is restarted")
+    serve_parser.add_argument("--reuse-port", action="store_true",
+                              help="set SO_REUSEPORT, so that other processes may listen on "
+                              "the same port (what each worker does)")
+    serve_parser.add_argument("--max-connections", type=_positive_int, default=None,
+                              metavar="N", help="answer 503 beyond N connections at once "
+                              "(per process; default: no limit)")
+    # A worker of `serve --workers`: reuse_port, and its stdin is a pipe from
+    # the supervisor, whose end stops it. Not for users.
+    serve_parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     serve_parser.add_argument("--no-compression", action="store_true",
                               help="refuse permessage-deflate")
     serve_parser.add_argument("--max-message-size", type=_positive_int, default=2**20,
@@ -575,6 +646,34 @@ def _check(args: argparse.Namespace) -> None:
         _check_route(args, parser)
     elif command == "serve":
         args.ssl_context = None
+        if args.unix is not None:
+            if args.host is not None or args.port is not None:
+                parser.error("argument --unix: serves on PATH: give no HOST or PORT")
+            if args.workers != 1:
+                parser.error("argument --workers: --unix serves in one process")
+            if args.reuse_port:
+                parser.error("argument --reuse-port: not for a Unix socket")
+            if not args.unix:
+                parser.error("argument --unix: expected a path")
+            if args.certfile:
+                # TLS over a Unix socket is serve_listeners with a
+                # trio.SSLListener; the command line does not offer it.
+                parser.error("argument --certfile: for TCP, not with --unix")
+        else:
+            if args.port is None:
+                if args.host is None:
+                    parser.error("the following arguments are required: port")
+                # One positional is the port: `serve 8765`.
+                try:
+                    args.port = _port(args.host)
+                except argparse.ArgumentTypeError as exc:
+                    parser.error(f"argument port: {exc}")
+                args.host = None
+            if args.host is None:
+                args.host = "127.0.0.1"
+        if (args.workers > 1 or args.reuse_port) and not hasattr(socket, "SO_REUSEPORT"):
+            option = "--workers" if args.workers > 1 else "--reuse-port"
+            parser.error(f"argument {option}: this system has no SO_REUSEPORT")
         if args.keyfile and not args.certfile:
             parser.error("argument --keyfile: needs --certfile")
         if args.certfile:
@@ -651,14 +750,43 @@ def _run(args: argparse.Namespace) -> int:
         return trio.run(_connect, args)
     if args.command == "bench":
         return trio.run(_bench, args)
+    if args.workers > 1:
+        return supervise(_worker_command(args), args.workers, args.host, args.port, _err)
     options: dict[str, Any] = {
         "compression": None if args.no_compression else "deflate",
         "max_message_size": args.max_message_size,
+        "max_connections": args.max_connections,
     }
-    if args.ssl_context is not None:
-        options["ssl_context"] = args.ssl_context
-    trio.run(_serve_echo, args.host, args.port, options)
-    return EXIT_OK
+    if args.unix is None:
+        if args.ssl_context is not None:
+            options["ssl_context"] = args.ssl_context
+        if args.reuse_port or args.worker:
+            options["reuse_port"] = True
+    status: int = trio.run(
+        functools.partial(_serve_echo, unix=args.unix, worker=args.worker),
+        args.host, args.port, options,
+    )
+    return status
+
+
+def _worker_command(args: argparse.Namespace) -> Callable[[int], list[str]]:
+    """The command line of a worker of ``serve --workers``, for a port: this
+    server's arguments, with --worker."""
+
+    def command(port: int) -> list[str]:
+        line = [sys.executable, "-m", "wsstream", "serve", "--worker",
+                "--max-message-size", str(args.max_message_size)]
+        if args.no_compression:
+            line.append("--no-compression")
+        if args.max_connections is not None:
+            line += ["--max-connections", str(args.max_connections)]
+        if args.certfile:
+            line += ["--certfile", args.certfile]
+        if args.keyfile:
+            line += ["--keyfile", args.keyfile]
+        return [*line, "--", args.host, str(port)]
+
+    return command
 
 
 if __name__ == "__main__":

@@ -241,6 +241,8 @@ class ServerHooks:
     #: From _origin.allowed_origins(); None: any origin.
     origins: frozenset[str | None] | None
     compression: str | None
+    #: None when the server has none (no Response is built for it then).
+    process_response: Callable[[Request, Response], Awaitable[Response | None]] | None = None
 
 
 class ServerHandshake:
@@ -360,6 +362,25 @@ class ServerHandshake:
         response = protocol.accept(core_request)
         for name, value in hooks.response_headers.raw_items():
             response.headers[name] = value
+        if response.status_code == 101 and hooks.process_response is not None:
+            try:
+                replaced = _replaced_101(response, await hooks.process_response(
+                    request, Response(101, Headers(response.headers.raw_items()))
+                ))
+            except Exception:
+                _log.exception("process_response raised; answering 500")
+                refusal = _plain_response(
+                    http.HTTPStatus.INTERNAL_SERVER_ERROR, "see the server's log"
+                )
+                await stream.send_all(refusal.serialize())
+                return HandshakeFailure("process_response raised: answered 500", 500)
+            if isinstance(replaced, Response):
+                await _write(stream, protocol, _core_response(replaced))
+                return HandshakeFailure(
+                    f"the handshake was rejected with HTTP {replaced.status}",
+                    replaced.status, replaced.headers, replaced.body,
+                )
+            response = replaced
         await _write(stream, protocol, response)
         if response.status_code != 101:
             return HandshakeFailure(
@@ -368,6 +389,38 @@ class ServerHandshake:
             )
         extensions_value, subprotocol, deflate = _negotiated(response.headers, client=False)
         return Handshake(extensions_value, subprotocol, deflate, rest, request)
+
+
+#: The headers that make the upgrade: what was negotiated, which
+#: process_response may not change.
+_UPGRADE_HEADERS = (
+    "Upgrade", "Connection", "Sec-WebSocket-Accept", "Sec-WebSocket-Extensions",
+    "Sec-WebSocket-Protocol",
+)
+
+
+def _replaced_101(
+    response: CoreResponse, result: Response | None
+) -> CoreResponse | Response:
+    """What process_response's ``result`` makes of the 101 ``response``: a
+    101 to send (the same, or one with the hook's headers), or a
+    :class:`Response` that refuses the handshake. Raises ValueError for a
+    101 that changes an upgrade header or has a body."""
+    if result is None:
+        return response
+    if result.status != 101:
+        return result
+    if result.body:
+        raise ValueError("process_response returned a 101 with a body")
+    for name in _UPGRADE_HEADERS:
+        before = response.headers.get_all(name)
+        after = result.headers.get_all(name)
+        if before != after:
+            raise ValueError(
+                f"process_response changed {name} ({before!r} -> {after!r}): the upgrade's "
+                "headers are negotiated, not set"
+            )
+    return CoreResponse(101, response.reason_phrase, CoreHeaders(result.headers.raw_items()), b"")
 
 
 _VERSION = re.compile(rb"HTTP/[0-9]\.[0-9]")

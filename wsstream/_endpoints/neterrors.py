@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import socket
 
-__all__ = ["at_path", "with_address"]
+__all__ = ["at_path", "os_error", "with_address", "with_path"]
 
 
 def with_address(
@@ -53,13 +53,8 @@ def with_address(
 
 def at_path(exc: OSError, path: str) -> OSError:
     """``exc`` again, its message ``"unix socket PATH: reason"``; as
-    :func:`with_address`, for a Unix socket."""
-    original = _first_cause(exc)
-    try:
-        error = type(original)(f"unix socket {path}: {_reason(original)}")
-    except Exception:
-        error = OSError(f"unix socket {path}: {_reason(original)}")
-    error.errno = original.errno
+    :func:`with_address`, for a Unix socket being dialled."""
+    error = with_path(_first_cause(exc), path, "unix socket")
     error.__cause__ = exc.__cause__ or exc
     return error
 
@@ -84,3 +79,28 @@ def _reason(original: OSError) -> str:
     if reason[:1].isupper() and reason[1:2].islower():
         reason = reason[0].lower() + reason[1:]
     return reason
+
+
+def with_path(exc: OSError, path: str, action: str = "") -> OSError:
+    """``exc`` again for a Unix socket's ``path``: ``"[ACTION ]PATH: reason"``,
+    with the type and ``errno`` of ``exc`` and ``exc`` as its cause (raise it
+    without ``from``)."""
+    return _error(type(exc), exc.errno, f"{action} {path}: {_reason(exc)}".lstrip(), exc)
+
+
+def _error(
+    kind: type[OSError], number: int | None, message: str, cause: BaseException | None = None
+) -> OSError:
+    try:
+        error = kind(message)
+    except Exception:  # an OSError subclass with a constructor of its own
+        error = OSError(message)
+    # Only errno: with strerror set too, str() would become "[Errno N] strerror".
+    error.errno = number
+    error.__cause__ = cause
+    return error
+
+
+def os_error(kind: type[OSError], number: int, message: str) -> OSError:
+    """A new ``kind`` error with ``errno`` ``number`` and exactly ``message``."""
+    return _error(kind, number, message)

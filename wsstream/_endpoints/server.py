@@ -1,12 +1,18 @@
-"""The server side: ``serve`` for TCP (and TLS), ``serve_stream`` for one stream."""
+"""The server: ``serve_listeners`` on any listeners, ``serve_stream`` for one stream.
+
+``serve`` and ``serve_unix`` (``listen``) open listeners and call
+:func:`serve_listeners`; every accepted connection goes through
+:meth:`_Server.handle`, which admits it (``max_connections``) or refuses it
+with a 503, and :func:`_serve_connection` serves it from the handshake to
+the close. ``serve_stream`` is :func:`_serve_connection` alone.
+"""
 
 from __future__ import annotations
 
 import inspect
 import logging
-import ssl
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, NoReturn, Unpack
+from typing import Any, NoReturn, Unpack, cast
 
 import attrs
 import trio
@@ -19,17 +25,45 @@ from .._streams.stream import WebSocketStream
 from .._version import __version__
 from .handshake import ServerHandshake, ServerHooks
 from .http import Headers, HeadersLike, Request, Response, check_header_value
-from .neterrors import with_address
 from .origin import allowed_origins
+from .serverstats import ServerStatistics
 from .url import check_protocols
 
-__all__ = ["serve", "serve_stream", "Handler", "handler_failed"]
+__all__ = [
+    "DEFAULT_SERVER_HEADER",
+    "Handler",
+    "ServerOptions",
+    "check_max_connections",
+    "handler_failed",
+    "serve_listeners",
+    "serve_on",
+    "serve_stream",
+    "server_config",
+]
 
 _log = logging.getLogger("wsstream.server")
 
 Handler = Callable[[WebSocketStream], Awaitable[None]]
 ProcessRequest = Callable[[Request], "Awaitable[Response | None] | Response | None"]
+ProcessResponse = Callable[[Request, Response], "Awaitable[Response | None] | Response | None"]
 SelectSubprotocol = Callable[[Request, Sequence[str]], "str | None"]
+
+
+class ServerOptions(ConnectionOptions, total=False):
+    """The keyword arguments of :func:`serve_listeners` and :func:`serve_unix`:
+    those of :func:`serve` besides ``host``, ``port``, ``ssl_context``,
+    ``backlog`` and ``reuse_port``, typed so that ``mypy --strict`` checks
+    callers."""
+
+    subprotocols: Sequence[str]
+    select_subprotocol: SelectSubprotocol | None
+    process_request: ProcessRequest | None
+    process_response: ProcessResponse | None
+    origins: Sequence[str | None] | None
+    response_headers: HeadersLike | None
+    server_header: str | None
+    max_connections: int | None
+    statistics: ServerStatistics | None
 
 DEFAULT_SERVER_HEADER = f"wsstream/{__version__}"
 
@@ -40,6 +74,7 @@ class _Config:
     options: Options
     hooks: ServerHooks
     secure: bool
+    statistics: ServerStatistics | None
 
 
 def _config(
@@ -48,9 +83,11 @@ def _config(
     subprotocols: Sequence[str],
     select_subprotocol: SelectSubprotocol | None,
     process_request: ProcessRequest | None,
+    process_response: ProcessResponse | None,
     origins: Sequence[str | None] | None,
     response_headers: HeadersLike | None,
     server_header: str | None,
+    statistics: ServerStatistics | None,
     secure: bool,
     options: Options,
 ) -> _Config:
@@ -61,6 +98,13 @@ def _config(
         raise TypeError("select_subprotocol must be a function or None")
     if process_request is not None and not callable(process_request):
         raise TypeError("process_request must be a function or None")
+    if process_response is not None and not callable(process_response):
+        raise TypeError("process_response must be a function or None")
+    if statistics is not None and not isinstance(statistics, ServerStatistics):
+        raise TypeError(
+            f"statistics must be a wsstream.ServerStatistics or None, "
+            f"not {type(statistics).__name__}"
+        )
     if origins is not None:
         if isinstance(origins, (str, bytes)) or not isinstance(origins, Sequence):
             raise TypeError(
@@ -94,6 +138,18 @@ def _config(
             raise TypeError("process_request must return a wsstream.Response or None")
         return result
 
+    respond = None
+    if process_response is not None:
+        hook = process_response
+
+        async def respond(request: Request, response: Response) -> Response | None:
+            result = hook(request, response)
+            if inspect.isawaitable(result):
+                result = await result
+            if result is not None and not isinstance(result, Response):
+                raise TypeError("process_response must return a wsstream.Response or None")
+            return result
+
     headers = list(Headers(response_headers).raw_items())
     if server_header is not None:
         headers.append(("Server", server_header))
@@ -101,11 +157,33 @@ def _config(
         handler=handler,
         options=options,
         hooks=ServerHooks(
-            select_subprotocol=select, process_request=process, response_headers=Headers(headers),
+            select_subprotocol=select, process_request=process, process_response=respond,
+            response_headers=Headers(headers),
             origins=None if origins is None else allowed_origins(origins),
             compression=options.compression,
         ),
         secure=secure,
+        statistics=statistics,
+    )
+
+
+def server_config(handler: Handler, options: ServerOptions, secure: bool) -> _Config:
+    """The config from :class:`ServerOptions` keyword arguments but
+    ``max_connections`` (the hooks taken out, the rest checked as connection
+    options)."""
+    given: dict[str, Any] = dict(options)
+    return _config(
+        handler,
+        subprotocols=given.pop("subprotocols", ()),
+        select_subprotocol=given.pop("select_subprotocol", None),
+        process_request=given.pop("process_request", None),
+        process_response=given.pop("process_response", None),
+        origins=given.pop("origins", None),
+        response_headers=given.pop("response_headers", None),
+        server_header=given.pop("server_header", DEFAULT_SERVER_HEADER),
+        statistics=given.pop("statistics", None),
+        secure=secure,
+        options=options_from(cast(ConnectionOptions, given)),
     )
 
 
@@ -124,14 +202,18 @@ async def _serve_connection(
 ) -> None:
     """Handshake, run the handler, close: one connection, start to end.
 
-    Under ``serve`` (``server`` given) the connection runs shielded from the
-    cancellation of ``serve``, so that shutdown can close it with 1001
+    Under a server (``server`` given) the connection runs shielded from the
+    cancellation of the server, so that shutdown can close it with 1001
     instead of cutting it, and an error of ours is logged, not raised.
     """
     options = config.options
+    statistics = config.statistics
     scope: trio.CancelScope | None = None
+    conn: Connection | None = None
     try:
         conn = Connection(ServerHandshake(config.hooks), options, open_info, stream=stream)
+        if statistics is not None:
+            statistics._opened(conn)
         async with trio.open_nursery() as nursery:
             if server is not None:
                 # The nursery's own scope is the shield (one scope less per
@@ -144,6 +226,8 @@ async def _serve_connection(
                 await conn.opened
             except trio.BrokenResourceError as exc:
                 _log.debug("connection %s: handshake failed: %s", conn.id, exc)
+                if statistics is not None:
+                    statistics.handshakes_failed += 1
                 return
             request = conn.request
             assert request is not None
@@ -151,7 +235,9 @@ async def _serve_connection(
             host = next(
                 (v for k, v in request.headers.raw_items() if k.lower() == "host"), "localhost"
             )
-            scheme = "wss" if config.secure else "ws"
+            # A listener of the caller's may give TLS streams: they are wss.
+            secure = config.secure or isinstance(stream, trio.SSLStream)
+            scheme = "wss" if secure else "ws"
             try:
                 wss = WebSocketStream._accepted(conn, f"{scheme}://{host}{request.path}", request)
             except ValueError:
@@ -176,29 +262,103 @@ async def _serve_connection(
             raise
         _log.exception("unexpected error in a connection")  # must not take the server down
     finally:
-        if server is not None and scope is not None:
-            server.unregister(scope)
+        if server is not None:
+            server.finished(scope)
+        if statistics is not None and conn is not None:
+            statistics._finished(conn)
+
+
+#: The answer to a connection beyond max_connections: written at once,
+#: whatever the client sent (its request is never read).
+_SERVICE_UNAVAILABLE_BODY = (
+    b"Failed to open a WebSocket connection: the server is at its connection limit; "
+    b"retry later.\n"
+)
+SERVICE_UNAVAILABLE = (
+    b"HTTP/1.1 503 Service Unavailable\r\n"
+    b"Retry-After: 1\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    + f"Content-Length: {len(_SERVICE_UNAVAILABLE_BODY)}\r\n".encode()
+    + b"Connection: close\r\n"
+    b"\r\n"
+    + _SERVICE_UNAVAILABLE_BODY
+)
+
+#: How long a refusal may take, all told: the TLS handshake if any, the
+#: 503, and the lingering close (reading what the client sent until it
+#: closes, so that our close is a FIN: closing a socket with unread input
+#: sends a reset, which can destroy the 503 before the client reads it).
+REFUSAL_TIMEOUT = 1.0
+#: What a lingering close reads at most before it closes anyway.
+REFUSAL_DRAIN = 64 * 1024
+#: Refusals in progress at once, at least (else max_connections): beyond,
+#: a connection is closed with no answer, so that a flood of refused
+#: clients holds a bounded number of sockets.
+MIN_REFUSALS = 64
 
 
 class _Server:
-    """The live connections of one ``serve`` call, for graceful shutdown."""
+    """One server's live connections: admission (``max_connections``) and
+    graceful shutdown."""
 
-    def __init__(self, config: _Config) -> None:
+    def __init__(self, config: _Config, max_connections: int | None) -> None:
         self.config = config
         self.connections: dict[trio.CancelScope, Connection] = {}
         self.shutting_down = False
+        self.max_connections = max_connections
+        # Accepted and not finished, handshakes included: what the limit
+        # bounds (one server's own, whatever statistics object it shares).
+        self.count = 0
+        self.refusing = 0
+        self.max_refusing = max(max_connections or 0, MIN_REFUSALS)
 
     def handle(self, stream: trio.abc.Stream) -> Awaitable[None]:
-        # Not a coroutine of its own: one frame less per connection.
+        # Called by trio's accept loop as it starts the connection's task,
+        # so the count is taken at accept time. Not a coroutine of its
+        # own: one frame less per connection.
+        limit = self.max_connections
+        if limit is not None and self.count >= limit:
+            return self._refuse(stream)
+        self.count += 1
         return _serve_connection(self.config, stream, self)
+
+    async def _refuse(self, stream: trio.abc.Stream) -> None:
+        """Answer 503 and close; never raises (but Cancelled)."""
+        if self.config.statistics is not None:
+            self.config.statistics._refused()
+        if self.refusing >= self.max_refusing:
+            _log.debug("over max_connections, with refusals pending: closing at once")
+            await trio.aclose_forcefully(stream)
+            return
+        self.refusing += 1
+        try:
+            with trio.move_on_after(REFUSAL_TIMEOUT):
+                await stream.send_all(SERVICE_UNAVAILABLE)
+                if isinstance(stream, trio.abc.HalfCloseableStream):
+                    await stream.send_eof()
+                drained = 0
+                while drained < REFUSAL_DRAIN:
+                    data = await stream.receive_some(REFUSAL_DRAIN)
+                    if not data:
+                        break
+                    drained += len(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            _log.debug("refusing a connection over max_connections: %r", exc)
+        except Exception:
+            _log.exception("unexpected error refusing a connection")  # the server goes on
+        finally:
+            self.refusing -= 1
+            await trio.aclose_forcefully(stream)
 
     def register(self, scope: trio.CancelScope, conn: Connection) -> None:
         self.connections[scope] = conn
         if self.shutting_down:
             self._shut(scope, conn)
 
-    def unregister(self, scope: trio.CancelScope) -> None:
-        del self.connections[scope]
+    def finished(self, scope: trio.CancelScope | None) -> None:
+        self.count -= 1
+        if scope is not None:
+            del self.connections[scope]
 
     def _shut(self, scope: trio.CancelScope, conn: Connection) -> None:
         timeout = self.config.options.close_timeout
@@ -214,94 +374,87 @@ class _Server:
             self._shut(scope, conn)
 
 
-async def serve(
-    handler: Handler,
-    host: str | bytes | None,
-    port: int,
-    *,
-    task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
-    ssl_context: ssl.SSLContext | None = None,
-    subprotocols: Sequence[str] = (),
-    select_subprotocol: SelectSubprotocol | None = None,
-    process_request: ProcessRequest | None = None,
-    origins: Sequence[str | None] | None = None,
-    response_headers: HeadersLike | None = None,
-    server_header: str | None = DEFAULT_SERVER_HEADER,
-    backlog: int | None = None,
-    **options: Unpack[ConnectionOptions],
+def check_max_connections(value: object) -> int | None:
+    """``value`` if it is a valid ``max_connections``: None or an int >= 1."""
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"max_connections must be an int or None, not {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"max_connections must be at least 1, not {value}")
+    return value
+
+
+async def serve_on(
+    config: _Config,
+    listeners: Sequence[trio.abc.Listener[Any]],
+    max_connections: int | None,
+    started: Callable[[], None],
 ) -> NoReturn:
-    """Serve WebSocket connections on ``host``:``port`` until cancelled.
-
-    Each connection's handler gets an open :class:`WebSocketStream`. When the
-    handler returns the connection is closed with 1000; when it raises, with
-    1011 and the exception is logged on the ``wsstream.server`` logger. Failed
-    handshakes (not a WebSocket request, rejected by ``process_request``,
-    a forbidden origin) are answered with an HTTP error and never reach the
-    handler.
-
-    With ``await nursery.start(serve, ...)`` it returns the list of
-    :class:`trio.SocketListener` it listens on (port 0 picks a free port).
-    Cancelling it stops accepting, closes every open connection with 1001
-    and waits for each at most ``close_timeout`` before cutting it.
-
-    ``subprotocols``: the server picks the first of the client's offers that
-    it supports, else none; ``select_subprotocol(request, offered)`` replaces
-    that rule. ``process_request(request)``, sync or async, may return a
-    :class:`Response` to reject the handshake with it. ``origins``: allowed
-    ``Origin`` values (``None`` in the list allows requests without one);
-    others get 403. The default accepts every origin: a server that knows
-    its users by their cookies must set it, or any web site can connect
-    in their name (cross-site WebSocket hijacking; see the server guide).
-    ``response_headers``: extra headers on the 101 response;
-    ``server_header``: the ``Server`` header, ``None`` to omit it.
-    ``ssl_context`` serves TLS. Other keyword arguments are the connection
-    options of :class:`WebSocketStream` (timeouts, limits, compression,
-    keepalive).
-
-    Every argument is checked before anything listens: a wrong type raises
-    :class:`TypeError` (``port=True``, ``origins="https://..."``); a bad
-    value :class:`ValueError` (a port outside 0-65535, a header name that is
-    not a token, CR or LF in a header value). If it cannot listen, it raises
-    :class:`OSError` naming the address: ``"cannot listen on
-    127.0.0.1:8765: address already in use"``.
-    """
-    if host is not None and not isinstance(host, (str, bytes)):
-        raise TypeError(f"host must be a str, bytes or None, not {type(host).__name__}")
-    if not isinstance(port, int) or isinstance(port, bool):
-        raise TypeError(f"port must be an int, not {type(port).__name__}")
-    if not 0 <= port <= 65535:
-        raise ValueError(f"port must be 0-65535, not {port}")
-    if backlog is not None:
-        if not isinstance(backlog, int) or isinstance(backlog, bool):
-            raise TypeError(f"backlog must be an int or None, not {type(backlog).__name__}")
-        if backlog < 0:
-            raise ValueError(f"backlog must not be negative, not {backlog}")
-    if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
-        raise TypeError("ssl_context must be an ssl.SSLContext or None")
-    config = _config(
-        handler, subprotocols=subprotocols, select_subprotocol=select_subprotocol,
-        process_request=process_request, origins=origins, response_headers=response_headers,
-        server_header=server_header, secure=ssl_context is not None, options=options_from(options),
-    )
-    try:
-        sockets = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
-    except OSError as exc:
-        raise with_address(exc, host, port, "cannot listen on")  # noqa: B904 (its cause is set)
-    listeners: list[Any] = list(sockets)
-    if ssl_context is not None:
-        listeners = [
-            trio.SSLListener(listener, ssl_context, https_compatible=True)
-            for listener in sockets
-        ]
-    server = _Server(config)
+    """The one server loop of serve, serve_unix and serve_listeners: accept on
+    every listener, serve each connection, and on the way out (cancelled, or
+    an accept loop failed) close every connection with 1001. ``started``
+    is called once the accept loops are about to run."""
+    server = _Server(config, max_connections)
     async with trio.open_nursery() as connections:
         try:
-            # The TCP listeners, TLS or not, so that callers can read the port.
-            task_status.started(sockets)
-            await trio.serve_listeners(server.handle, listeners, handler_nursery=connections)
+            started()
+            await trio.serve_listeners(server.handle, list(listeners), handler_nursery=connections)
         finally:
             server.shutdown()
     raise AssertionError("serve_listeners returned")  # pragma: no cover
+
+
+async def serve_listeners(
+    handler: Handler,
+    listeners: Sequence[trio.abc.Listener[trio.abc.Stream]],
+    *,
+    task_status: trio.TaskStatus[list[trio.abc.Listener[trio.abc.Stream]]] = (
+        trio.TASK_STATUS_IGNORED
+    ),
+    **options: Unpack[ServerOptions],
+) -> NoReturn:
+    """Serve WebSocket connections on ``listeners`` until cancelled.
+
+    What :func:`trio.serve_listeners` is to :func:`trio.serve_tcp`: the
+    same server as :func:`serve` (which is this function on the listeners
+    it opens), on any :class:`trio.abc.Listener` of streams: TCP or TLS
+    listeners made by hand (socket options of your own, a socket passed in
+    by systemd), Unix sockets, a listener of an application's own. It
+    accepts on each listener in a task of its own, serves each connection
+    as :func:`serve` does, and takes its keyword arguments (the hooks,
+    ``max_connections``, ``statistics``, the connection options); a
+    connection is ``wss://`` (for ``wss.url``) when the listener gives a
+    :class:`trio.SSLStream`.
+
+    With ``await nursery.start(serve_listeners, ...)`` it returns the
+    listeners, as a list, once it is ready to accept. Cancelling it stops
+    accepting, closes the listeners (they belong to it from the call on,
+    as with :func:`trio.serve_listeners`), closes every open connection
+    with 1001 and waits for each at most ``close_timeout`` before cutting
+    it. Errors of ``accept()`` that mean the process is out of resources
+    (too many open files, no memory) are logged and retried after 100 ms,
+    as trio does; any other propagates and ends the server (after the
+    same shutdown).
+
+    Raises :class:`TypeError` if ``listeners`` is not a sequence of
+    :class:`trio.abc.Listener` (a single listener included) or an argument
+    has a wrong type, :class:`ValueError` for an empty sequence or a bad
+    value, before accepting anything.
+    """
+    if isinstance(listeners, trio.abc.Listener) or not isinstance(listeners, Sequence):
+        raise TypeError(
+            f"listeners must be a sequence of trio.abc.Listener, not {type(listeners).__name__}"
+        )
+    for listener in listeners:
+        if not isinstance(listener, trio.abc.Listener):
+            raise TypeError(f"each listener must be a trio.abc.Listener, not {listener!r}")
+    if not listeners:
+        raise ValueError("listeners must not be empty")
+    max_connections = check_max_connections(options.pop("max_connections", None))
+    config = server_config(handler, options, secure=False)
+    given = list(listeners)
+    await serve_on(config, given, max_connections, lambda: task_status.started(given))
 
 
 async def serve_stream(
@@ -314,13 +467,17 @@ async def serve_stream(
     origins: Sequence[str | None] | None = None,
     response_headers: HeadersLike | None = None,
     server_header: str | None = DEFAULT_SERVER_HEADER,
+    process_response: ProcessResponse | None = None,
+    statistics: ServerStatistics | None = None,
     secure: bool = False,
     **options: Unpack[ConnectionOptions],
 ) -> None:
     """Serve one connection on an already accepted stream; returns when it closed.
 
     Same handshake options and handler rules as :func:`serve` (``secure``
-    says whether the stream is TLS, for ``wss.url``). The stream is closed
+    says whether the stream is TLS, for ``wss.url``; a :class:`trio.SSLStream`
+    is TLS whatever it says), ``process_response`` and ``statistics``
+    included. The stream is closed
     on return. Handler exceptions are logged, not raised; cancellation closes
     the connection forcefully and propagates. Bad arguments raise
     :class:`TypeError` or :class:`ValueError` before the stream is used.
@@ -329,8 +486,9 @@ async def serve_stream(
         raise TypeError(f"stream must be a trio.abc.Stream, not {type(stream).__name__}")
     config = _config(
         handler, subprotocols=subprotocols, select_subprotocol=select_subprotocol,
-        process_request=process_request, origins=origins, response_headers=response_headers,
-        server_header=server_header, secure=secure, options=options_from(options),
+        process_request=process_request, process_response=process_response, origins=origins,
+        response_headers=response_headers, server_header=server_header, statistics=statistics,
+        secure=secure, options=options_from(options),
     )
     try:
         await _serve_connection(config, stream)

@@ -525,6 +525,12 @@ class Connection(Writer):
         """Wait until ``closed`` settled, whatever the outcome."""
         await self.closed.settled_event()
 
+    @property
+    def bytes_written(self) -> int:
+        """Bytes written to the transport: ``statistics().bytes_sent``, read
+        alone (ServerStatistics sums it over every open connection)."""
+        return self._out.written
+
     def statistics(self) -> Statistics:
         return Statistics(
             messages_sent=self.messages_sent,
