@@ -16,7 +16,7 @@ import trio
 
 import wsstream
 from tests.server_support import Stoppable, echo, port_of
-from wsstream import _workers
+from wsstream._cli import workers as _workers
 
 pytestmark = pytest.mark.skipif(
     not hasattr(socket, "SO_REUSEPORT") or not hasattr(os, "mkfifo"), reason="POSIX only"

@@ -14,232 +14,39 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
-import math
 import os
 import signal
 import socket
 import ssl
-import statistics
 import sys
-import time
-from collections.abc import Callable, Sequence
-from typing import Any, BinaryIO, TextIO
+from collections.abc import Callable
+from typing import Any, BinaryIO
 
 import trio
 
-from ._endpoints.http import Headers
+from ._cli.bench import _bench
+from ._cli.common import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    NORMAL_CLOSE_CODES,
+    CliError,
+    _add_client_options,
+    _client_options,
+    _delay,
+    _describe,
+    _err,
+    _open,
+    _port,
+    _positive_int,
+)
+from ._cli.demo import _demo, _echo
+from ._cli.workers import supervise
 from ._endpoints.listen import serve, serve_unix
 from ._endpoints.proxy import parse_proxy
 from ._endpoints.url import check_protocols, parse_url
-from ._errors import HandshakeError, WebSocketError, collapse
+from ._errors import WebSocketError, collapse
 from ._streams.stream import WebSocketStream
-from ._workers import supervise
-
-# Exit statuses: 0 clean close, 1 the connection failed or ended abnormally,
-# 2 bad command line (argparse's own), 130 interrupted.
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_INTERRUPTED = 130
-
-#: Close codes for which ``connect`` exits with status 0: normal closure,
-#: going away (a server shutting down), and a Close without a code.
-NORMAL_CLOSE_CODES = frozenset({1000, 1001, 1005})
-
-
-class CliError(Exception):
-    """A failure to report as one line on stderr (exit status 1)."""
-
-
-def _describe(exc: BaseException) -> str:
-    """One line saying what went wrong with a connection."""
-    if isinstance(exc, HandshakeError) and exc.proxy is not None:
-        # It names the proxy (never its credentials) and the status.
-        return exc.message
-    if isinstance(exc, HandshakeError) and exc.status is not None:
-        line = f"handshake rejected: HTTP {exc.status}"
-        body = exc.body.decode("utf-8", "replace").strip().splitlines()
-        if body:
-            line += f": {body[0][:200]}"
-        return line
-    if isinstance(exc, WebSocketError):
-        text = exc.message or type(exc).__name__
-        if exc.close_code is not None and exc.close_code != 1006:
-            # The message often quotes the reason already: say it once.
-            if exc.reason and exc.reason not in text:
-                text += f" (close code {exc.close_code}, reason {exc.reason!r})"
-            else:
-                text += f" (close code {exc.close_code})"
-        return text
-    return str(exc) or type(exc).__name__
-
-
-def _err(line: str) -> None:
-    print(f"wsstream: {line}", file=sys.stderr, flush=True)
-
-
-# -- demo -------------------------------------------------------------------
-
-
-async def _echo(wss: WebSocketStream) -> None:
-    readable, writable, *_ = await wss.opened
-    try:
-        async for message in readable:
-            await writable.send(message)
-    except WebSocketError:
-        # The peer closed (or the connection failed) while we were echoing;
-        # nothing to report, and no reason to log a traceback.
-        pass
-
-
-async def _demo() -> None:
-    print("wsstream demo: an echo server on 127.0.0.1 and a WebSocketStream client")
-    paused = trio.Event()
-    resume = trio.Event()
-
-    async def handler(wss: WebSocketStream) -> None:
-        readable, writable, *_ = await wss.opened
-        async for message in readable:
-            if message == "pause":
-                paused.set()
-                await resume.wait()
-                continue
-            await writable.send(message)
-
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(serve, handler, "127.0.0.1", 0)
-        port = listeners[0].socket.getsockname()[1]
-        url = f"ws://127.0.0.1:{port}/demo"
-        print(f"server listening on {url}")
-        async with WebSocketStream(url, write_limit=64 * 1024) as wss:
-            readable, writable, extensions, protocol = await wss.opened
-            print(f"opened: extensions={extensions!r} protocol={protocol!r}")
-            await writable.send("hello, wsstream")
-            print(f"text echoed:   {await readable.receive()!r}")
-            await writable.send(bytes(range(8)))
-            print(f"binary echoed: {await readable.receive()!r}")
-
-            # Backpressure: the server stops reading; our sends soon block.
-            await writable.send("pause")
-            await paused.wait()
-            chunk = os.urandom(65536)  # incompressible, so deflate cannot hide it
-            sent = 0
-            with trio.move_on_after(1.0) as blocked:
-                while True:
-                    await writable.send(chunk)
-                    sent += 1
-            stats = wss.statistics()
-            print(
-                f"backpressure: the server paused reading; send() blocked after "
-                f"{sent} x 64 KiB (blocked={blocked.cancelled_caught}, "
-                f"{stats.buffered_out} bytes waiting in our buffer)"
-            )
-            resume.set()
-            for _ in range(sent):
-                await readable.receive()
-            print(f"resumed: all {sent} messages came back")
-            latency = await wss.ping()
-            print(f"ping round trip: {latency * 1000:.2f} ms")
-            wss.close(1000, "demo done")
-            try:
-                info = await wss.closed
-                print(f"closed cleanly: code={info.close_code} reason={info.reason!r}")
-            except WebSocketError as exc:
-                print(f"closed abnormally: {exc!r}")
-        nursery.cancel_scope.cancel()
-    print("demo finished")
-
-
-# -- options shared by connect and bench -------------------------------------
-
-
-def _client_options(args: argparse.Namespace) -> dict[str, Any]:
-    options: dict[str, Any] = {
-        "protocols": args.subprotocol,
-        "headers": args.header,
-        "compression": None if args.no_compression else "deflate",
-        "open_timeout": args.open_timeout,
-    }
-    if args.ssl_context is not None:
-        options["ssl_context"] = args.ssl_context
-    return options
-
-
-def _header(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition(":")
-    if not sep or not name.strip():
-        raise argparse.ArgumentTypeError(f"expected NAME:VALUE, got {text!r}")
-    field = (name.strip(), value.strip())
-    try:
-        Headers([field])  # the library's own rules: a token name, no CR/LF/NUL
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return field
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, not {value}")
-    return value
-
-
-def _seconds(text: str, *, zero: bool) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
-        wanted = "zero or more" if zero else "more than zero"
-        raise argparse.ArgumentTypeError(f"expected {wanted} seconds, got {text!r}")
-    return value
-
-
-def _timeout(text: str) -> float:
-    return _seconds(text, zero=False)
-
-
-def _delay(text: str) -> float:
-    return _seconds(text, zero=True)
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port number 0-65535, got {text!r}")
-    return value
-
-
-def _add_client_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("url", help="ws:// or wss:// URL (http:// and https:// work too)")
-    parser.add_argument("-H", "--header", action="append", type=_header, default=[],
-                        metavar="NAME:VALUE", help="extra request header (repeatable)")
-    parser.add_argument("-s", "--subprotocol", action="append", default=[], metavar="NAME",
-                        help="subprotocol to offer (repeatable, in order of preference)")
-    parser.add_argument("--no-compression", action="store_true",
-                        help="do not offer permessage-deflate")
-    parser.add_argument("--cafile", metavar="PEM",
-                        help="trust this CA certificate for wss:// (e.g. a test CA)")
-    parser.add_argument("-k", "--insecure", action="store_true",
-                        help="wss:// without verifying the server's certificate")
-    parser.add_argument("--open-timeout", type=_timeout, default=10.0, metavar="SECONDS",
-                        help="time allowed for TCP, TLS and the handshake (default: 10)")
-
-
-async def _open(wss: WebSocketStream) -> Any:
-    try:
-        return await wss.opened
-    except WebSocketError as exc:
-        # The error says what failed ("could not connect: HOST:PORT: connection
-        # refused", "handshake rejected: HTTP 404"); the URL says where.
-        raise CliError(f"{wss.url}: {_describe(exc)}") from None
-
 
 # -- connect ----------------------------------------------------------------
 
@@ -369,150 +176,6 @@ async def _serve_echo(
         await stop.wait()
         nursery.cancel_scope.cancel()
     return status
-
-
-# -- bench --------------------------------------------------------------------
-
-
-class Progress:
-    """A progress line on stderr: redrawn in place on a terminal, a few plain
-    lines otherwise (so that logs stay readable)."""
-
-    def __init__(self, stream: TextIO, label: str, total: int, unit: str) -> None:
-        self.stream = stream
-        self.label = label
-        self.total = total
-        self.unit = unit
-        self.tty = stream.isatty()
-        self.start = time.perf_counter()
-        self.last_draw = 0.0
-        self.next_quarter = 0.25
-        if not self.tty:
-            self._line(f"{label}: {total} {unit}...")
-
-    def _line(self, text: str) -> None:
-        self.stream.write(text + "\n")
-        self.stream.flush()
-
-    def update(self, done: int, extra: str = "") -> None:
-        fraction = done / self.total if self.total else 1.0
-        now = time.perf_counter()
-        if self.tty:
-            if now - self.last_draw < 0.1 and done < self.total:
-                return
-            self.last_draw = now
-            width = 30
-            filled = int(width * fraction)
-            bar = "#" * filled + "-" * (width - filled)
-            self.stream.write(
-                f"\r{self.label:<12} [{bar}] {fraction * 100:5.1f}% "
-                f"{done}/{self.total} {self.unit} {extra}\x1b[K"
-            )
-            self.stream.flush()
-        elif fraction >= self.next_quarter and done < self.total:
-            while fraction >= self.next_quarter:
-                self.next_quarter += 0.25
-            self._line(f"{self.label}: {fraction * 100:.0f}% {extra}".rstrip())
-
-    def finish(self, summary: str) -> None:
-        elapsed = time.perf_counter() - self.start
-        if self.tty:
-            self.stream.write("\r\x1b[K")
-        self._line(f"{self.label}: done in {elapsed:.2f} s; {summary}")
-
-
-def _percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))
-    return ordered[index]
-
-
-async def _bench(args: argparse.Namespace) -> int:
-    """Round trips one message at a time, then a stream of messages both ways."""
-    err = sys.stderr
-    options = _client_options(args)
-    # A benchmark must not fail on the size it chose: allow echoes of it.
-    options["max_message_size"] = max(2**20, args.size * 2)
-    # Random bytes are incompressible: deflate cannot flatter the numbers.
-    payload: str | bytes = "x" * args.size if args.text else os.urandom(args.size)
-    results: dict[str, Any] = {"url": args.url, "size": args.size}
-    async with WebSocketStream(args.url, **options) as wss:
-        readable, writable, extensions, _ = await _open(wss)
-        results["extensions"] = extensions
-
-        async def expect_echo() -> None:
-            try:
-                reply = await readable.receive()
-            except trio.EndOfChannel:
-                raise CliError("the server closed the connection: is it an echo server?") from None
-            if len(reply) != len(payload) or type(reply) is not type(payload):
-                raise CliError("the reply is not an echo of the message: is it an echo server?")
-
-        try:
-            # 1. Round trips: one message out, wait for its echo, again.
-            progress = Progress(err, "round trips", args.round_trips, "messages")
-            rtts: list[float] = []
-            for i in range(args.round_trips):
-                t0 = time.perf_counter()
-                await writable.send(payload)
-                await expect_echo()
-                rtts.append(time.perf_counter() - t0)
-                progress.update(i + 1)
-            median = statistics.median(rtts)
-            results["round_trip_ms"] = {
-                "min": min(rtts) * 1e3, "median": median * 1e3,
-                "p99": _percentile(rtts, 0.99) * 1e3, "max": max(rtts) * 1e3,
-            }
-            progress.finish(f"median {median * 1e3:.3f} ms")
-
-            # 2. Throughput: the writer never waits for echoes (only for
-            # backpressure); the reader counts them.
-            progress = Progress(err, "throughput", args.count, "messages")
-            start = time.perf_counter()
-            received = 0
-
-            async def writer() -> None:
-                for _ in range(args.count):
-                    await writable.send(payload)
-
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(writer)
-                while received < args.count:
-                    await expect_echo()
-                    received += 1
-                    elapsed = time.perf_counter() - start
-                    rate = received * args.size / elapsed / 2**20 if elapsed else 0.0
-                    progress.update(received, f"{rate:.1f} MiB/s")
-            elapsed = time.perf_counter() - start
-            results["throughput"] = {
-                "messages": args.count,
-                "seconds": elapsed,
-                "messages_per_s": args.count / elapsed,
-                "mib_per_s_each_way": args.count * args.size / elapsed / 2**20,
-            }
-            progress.finish(f"{args.count / elapsed:,.0f} messages/s")
-            results["ping_ms"] = await wss.ping() * 1e3
-        except WebSocketError as exc:
-            raise CliError(f"connection failed during the benchmark: {_describe(exc)}") from None
-        wss.close(1000)
-    _print_bench(results, args.json)
-    return EXIT_OK
-
-
-def _print_bench(results: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(results, indent=2))
-        return
-    rtt = results["round_trip_ms"]
-    tp = results["throughput"]
-    print(f"wsstream bench {results['url']}: {results['size']}-byte messages, "
-          f"extensions {results['extensions'] or 'none'!r}")
-    print(f"  round trip (ms): min {rtt['min']:.3f}  median {rtt['median']:.3f}  "
-          f"p99 {rtt['p99']:.3f}  max {rtt['max']:.3f}")
-    print(f"  throughput: {tp['messages_per_s']:,.0f} messages/s, "
-          f"{tp['mib_per_s_each_way']:.2f} MiB/s each way "
-          f"({tp['messages']} messages in {tp['seconds']:.2f} s)")
-    print(f"  ping (control frame) round trip: {results['ping_ms']:.3f} ms")
 
 
 # -- main -----------------------------------------------------------------------

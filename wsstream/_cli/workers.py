@@ -44,7 +44,7 @@ from collections.abc import Callable
 
 import trio
 
-from ._endpoints.neterrors import with_address
+from .._endpoints.neterrors import with_address
 
 __all__ = ["STOP_TIMEOUT", "supervise"]
 
