@@ -1,7 +1,7 @@
 // The test harness shared by the pages: runs each behaviour with a deadline,
 // records what it observed (or the error it hit), talks to the server's
 // /control endpoint for the steps that need both sides, and posts the
-// results as JSON over a WebSocket to /report, where tests/test_browser.py
+// results as JSON over a WebSocket to /report, where tests/interop/test_browser.py
 // reads them. Plain script, no modules, no dependencies.
 "use strict";
 

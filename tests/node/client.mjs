@@ -1,4 +1,4 @@
-// Node's ws as a client peer for wsstream (tests/test_interop_node.py).
+// Node's ws as a client peer for wsstream (tests/interop/test_interop_node.py).
 //
 //   node client.mjs URL SCENARIO [--no-deflate] [--protocols a,b]
 //                   [--code N|none] [--reason TEXT]

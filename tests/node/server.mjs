@@ -1,4 +1,4 @@
-// Node's ws as a server peer for wsstream (tests/test_interop_node.py).
+// Node's ws as a server peer for wsstream (tests/interop/test_interop_node.py).
 //
 //   node server.mjs [--no-deflate]
 //

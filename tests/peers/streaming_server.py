@@ -1,5 +1,5 @@
 """A wsstream server in a process of its own, for the peak-memory test of
-streamed messages (tests/test_large_messages_rss.py).
+streamed messages (tests/engine/test_large_messages_rss.py).
 
     streaming_server.py SIZE
 

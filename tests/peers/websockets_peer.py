@@ -1,6 +1,6 @@
 """The ``websockets`` package's asyncio implementation as a peer for wsstream.
 
-Run as a separate process by tests/test_interop_websockets.py, so that the
+Run as a separate process by tests/interop/test_interop_websockets.py, so that the
 asyncio event loop never shares a process (or a GIL) with the trio tests, and
 so that "the peer went away" can be a real process death.
 

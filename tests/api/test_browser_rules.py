@@ -1,5 +1,5 @@
 """API.md section 1, "Rules taken from the browser": the rules the WPT
-translations (tests/test_wpt_*.py) do not already pin.
+translations (tests/api/test_wpt_*.py) do not already pin.
 
 Network cases run over ws:// and wss:// through the ``wpt`` fixture.
 """

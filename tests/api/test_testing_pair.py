@@ -437,7 +437,7 @@ def test_the_guides_tests_pass() -> None:
     """docs/testing.md's Python blocks, in order, are one test module; each
     of its tests passes with a MockClock that autojumps, as pytest-trio's
     ``autojump_clock`` runs it."""
-    path = Path(__file__).resolve().parent.parent / "docs" / "testing.md"
+    path = Path(__file__).resolve().parent.parent.parent / "docs" / "testing.md"
     text = path.read_text()
     # Each block at its own line, so that a failure points into the page.
     lines = [""] * text.count("\n")

@@ -238,7 +238,7 @@ async def serve_hostile(request: bytes, frames: bytes, sizes: list[int], *,
     """Feed ``request``, then (after a 101) ``frames`` to ``serve_stream``.
 
     The frames wait for the 101: frames pipelined in the same read as the
-    request are covered by tests/test_regressions_pipelined_request.py.
+    request are covered by tests/engine/test_regressions_pipelined_request.py.
     ``then_eof``: end our side of TCP after the frames (for unmodelled
     input, which may leave the connection open and both sides waiting).
     """

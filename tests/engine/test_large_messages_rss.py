@@ -18,7 +18,7 @@ from tests.peers.streaming_server import BLOCK, block, blocks
 
 pytestmark = pytest.mark.slow
 
-SERVER = Path(__file__).parent / "peers" / "streaming_server.py"
+SERVER = Path(__file__).parent.parent / "peers" / "streaming_server.py"
 SIZE = 256 * 2**20
 
 

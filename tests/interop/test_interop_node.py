@@ -43,7 +43,7 @@ from tests.interop_support import (
 from tests.peers.websockets_peer import MIB, digest, sample_messages
 
 NODE = shutil.which("node")
-NODE_DIR = Path(__file__).parent / "node"
+NODE_DIR = Path(__file__).parent.parent / "node"
 
 pytestmark = [
     pytest.mark.interop,

@@ -28,6 +28,7 @@ import trio.lowlevel
 import trio.testing
 
 import wsstream
+from tests.engine.test_memory import measure
 from tests.hostile import server_response
 from tests.issue12_support import (
     DEFLATE_OFFER,
@@ -40,7 +41,6 @@ from tests.issue12_support import (
     parse_frames,
 )
 from tests.peer import BINARY, CLOSE, CONT, PING, TEXT, Peer, client_request, new_key
-from tests.test_memory import measure
 from tests.wpt_handlers import TlsContexts
 from wsstream.testing import open_pair
 
@@ -163,7 +163,7 @@ INFLATING_COUNT = 100
 SLACK = 4 * 1024
 #: What tracemalloc may see beyond the data itself: the zlib context (a
 #: 4 KiB window and the inflate state), the unread burst still in the
-#: memory stream, parser state (as tests/test_memory.py's CONSTANT).
+#: memory stream, parser state (as tests/engine/test_memory.py's CONSTANT).
 CONSTANT = 160 * 1024
 
 
@@ -585,12 +585,12 @@ def _idle_costs_in_a_clean_process() -> tuple[float, float, float, str]:
     # measure runs in a child process that nothing traces.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COV_CORE", "COVERAGE"))}
     code = (
-        "import json, trio; from tests.test_issue12_regressions import _idle_costs;"
+        "import json, trio; from tests.engine.test_issue12_regressions import _idle_costs;"
         "print(json.dumps(trio.run(_idle_costs)))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env,
-        cwd=Path(__file__).parent.parent, timeout=300, check=True,
+        cwd=Path(__file__).parent.parent.parent, timeout=300, check=True,
     )
     offered, plain, harness, extensions = json.loads(result.stdout.splitlines()[-1])
     return offered, plain, harness, extensions

@@ -21,8 +21,8 @@ import trio.testing
 
 import wsstream
 from tests.conftest import Server
+from tests.engine.test_engine import open_client
 from tests.peer import BINARY, TEXT, Peer
-from tests.test_engine import open_client
 from wsstream._protocol import core as core_module
 from wsstream._protocol import shared_frame
 

@@ -1,7 +1,7 @@
 """The proxy exchange against stand-ins that misbehave on purpose: answers
 split byte by byte, refusals with bodies, bytes behind the 200, silence,
 hang-ups; what the CONNECT request carries; timeouts, aborts and retries.
-Real proxies are in tests/test_proxies.py."""
+Real proxies are in tests/endpoints/test_proxies.py."""
 
 from __future__ import annotations
 

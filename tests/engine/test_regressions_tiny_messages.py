@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from tests.engine.test_memory import CONSTANT, READ_LIMIT, client, flooding, measure
 from tests.peer import BINARY, build_frame
-from tests.test_memory import CONSTANT, READ_LIMIT, client, flooding, measure
 
 
 @pytest.mark.parametrize("size", [0, 2])

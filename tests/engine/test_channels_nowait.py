@@ -10,8 +10,8 @@ import trio
 import trio.testing
 
 import wsstream
+from tests.engine.test_engine import open_client
 from tests.peer import BINARY, TEXT
-from tests.test_engine import open_client
 
 
 async def test_receive_nowait_takes_what_is_buffered_in_order() -> None:

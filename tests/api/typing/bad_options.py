@@ -1,4 +1,4 @@
-"""Calls mypy must refuse (tests/test_typing.py checks that it does)."""
+"""Calls mypy must refuse (tests/api/test_typing.py checks that it does)."""
 
 import wsstream
 

@@ -16,7 +16,7 @@ import trustme
 
 import wsstream
 from tests.conftest import Handler
-from tests.test_cli import cli
+from tests.tools.test_cli import cli
 
 pytestmark = pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="no Unix sockets")
 

@@ -50,7 +50,7 @@ import wsstream
 
 pytestmark = [pytest.mark.interop, pytest.mark.slow]
 
-BROWSER_DIR = Path(__file__).parent / "browser"
+BROWSER_DIR = Path(__file__).parent.parent / "browser"
 CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
 
 #: Must match TEXT in the pages.

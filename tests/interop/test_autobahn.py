@@ -29,7 +29,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 AUTOBAHN = ROOT / "conformance" / "autobahn"
 RUN = AUTOBAHN / "run.py"
 ALLOWLIST = AUTOBAHN / "allowlist.json"

@@ -18,7 +18,7 @@ import trio
 
 import wsstream
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples"
 TIMEOUT = 60
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8"}
 
@@ -164,11 +164,11 @@ async def test_browser_example_serves_the_page_and_the_websocket(
 
 async def test_browser_example_in_chromium(nursery: trio.Nursery, tmp_path: Path) -> None:
     """The page's ?auto mode in headless Chromium: one message, its reply, a close."""
-    from tests.test_browser import CHROMIUM_FLAGS, find_chromium
+    from tests.interop.test_browser import CHROMIUM_FLAGS, find_chromium
 
     chromium = find_chromium()
     if chromium is None:
-        pytest.skip("Chromium is not installed (see tests/test_browser.py)")
+        pytest.skip("Chromium is not installed (see tests/interop/test_browser.py)")
     async with background(nursery, "browser/server.py", "127.0.0.1", "0") as server:
         line = await server.readline()
         url = line.split()[1] + "?auto"

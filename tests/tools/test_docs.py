@@ -11,7 +11,7 @@ from pathlib import Path
 import wsstream
 import wsstream.testing
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def _documented_names() -> dict[str, set[str]]:

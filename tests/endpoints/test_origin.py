@@ -1,6 +1,6 @@
 """The Origin comparison of RFC 6454 (wsstream._endpoints.origin): pure functions, no I/O.
 
-The server's ``origins=`` check uses it (tests/test_controls.py checks it
+The server's ``origins=`` check uses it (tests/api/test_controls.py checks it
 from a client)."""
 
 from __future__ import annotations

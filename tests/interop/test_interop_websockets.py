@@ -46,7 +46,7 @@ from tests.peers.websockets_peer import MIB, digest, sample_messages
 
 pytestmark = pytest.mark.interop
 
-PEER = Path(__file__).parent / "peers" / "websockets_peer.py"
+PEER = Path(__file__).parent.parent / "peers" / "websockets_peer.py"
 
 #: Room for the 1 MiB messages plus the UTF-8 growth of non-ASCII text.
 MAX_SIZE = 2 * MIB

@@ -33,8 +33,8 @@ from tests.proxy_servers import (
     stunnel,
     tinyproxy,
 )
-from tests.test_cli import ENV as CLI_ENV
-from tests.test_cli import bad_command_line, cli, one_error_line
+from tests.tools.test_cli import ENV as CLI_ENV
+from tests.tools.test_cli import bad_command_line, cli, one_error_line
 from tests.wpt_handlers import TlsContexts
 
 

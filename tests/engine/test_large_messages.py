@@ -15,8 +15,8 @@ import trio
 import trio.testing
 
 import wsstream
+from tests.engine.test_engine import open_client
 from tests.peer import BINARY, CONT, TEXT
-from tests.test_engine import open_client
 
 MIB = 2**20
 
