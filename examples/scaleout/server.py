@@ -214,8 +214,8 @@ async def run_node(args: argparse.Namespace) -> None:
                     process_request=node.process_request,
                     # Broadcast builds one frame per message for every
                     # uncompressed connection; permessage-deflate would
-                    # compress it once per client and cost ~44 KiB of zlib
-                    # state per connection (docs/performance.md).
+                    # compress it once per client and cost ~43 KiB more per
+                    # connection (zlib's state; docs/scaling.md).
                     compression=None,
                     # How far a client may fall behind before it is slow.
                     write_limit=args.write_limit,

@@ -230,3 +230,19 @@ async def test_a_client_that_stops_reading_is_closed_with_1013_and_delays_no_one
             stats = json.loads(await stack.nodes[hello["node"]].http_get("/stats"))
             assert stats["slow"] == 1, stats
             nursery.cancel_scope.cancel()
+
+
+async def test_the_demo_runs_and_says_what_happened(programs: None) -> None:
+    with trio.fail_after(DEADLINE):
+        result = await trio.run_process(
+            [sys.executable, str(ROOT / "examples" / "scaleout" / "run.py")],
+            capture_stdout=True, capture_stderr=True, check=False,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    out = result.stdout.decode()
+    assert result.returncode == 0, result.stderr.decode()
+    assert b"Traceback" not in result.stderr, result.stderr.decode()
+    assert "hello: every client got all 4 messages" in out
+    assert "haproxy's health checks: n1 DOWN, n2 UP" in out
+    assert "closed with 1001, reconnected to n2" in out
+    assert "after the failover: every client got all 4 messages" in out
+    assert "after the restart: every client got all 4 messages" in out
