@@ -433,10 +433,15 @@ def main() -> int:
         return 2
     if args.nodes < 1 or (args.mode == "demo" and args.nodes < 2):
         parser.error("--nodes: at least 1, and at least 2 for the demo")
-    if args.mode == "demo":
-        trio.run(demo, args.nodes)
-    else:
-        trio.run(serve, args.nodes)
+    try:
+        if args.mode == "demo":
+            trio.run(demo, args.nodes)
+        else:
+            trio.run(serve, args.nodes)
+    except KeyboardInterrupt:
+        # A second Ctrl-C while stopping: the children, in the terminal's
+        # process group, got it too and stop on their own.
+        pass
     return 0
 
 
