@@ -242,18 +242,23 @@ class Stack:
         raise RuntimeError(f"haproxy's backends stayed {states}")
 
     async def subscribers(self) -> int:
-        """How many nodes are subscribed to the channel right now (PUBSUB NUMSUB)."""
+        """How many nodes are subscribed to the channel right now (PUBSUB
+        NUMSUB); 0 while Redis is unreachable."""
         import coredis
+        import coredis.exceptions
 
-        async with coredis.Redis(host=HOST, port=self.redis_port, decode_responses=True) as r:
-            return (await r.pubsub_numsub(CHANNEL)).get(CHANNEL, 0)
+        try:
+            async with coredis.Redis(host=HOST, port=self.redis_port,
+                                     decode_responses=True) as redis:
+                return (await redis.pubsub_numsub(CHANNEL)).get(CHANNEL, 0)
+        except coredis.exceptions.ConnectionError:
+            return 0
 
     async def wait_subscribers(self, count: int) -> None:
-        """Poll Redis until ``count`` nodes are subscribed (after a restart)."""
-        for _ in range(int(30 / 0.1)):  # coredis's backoff is 0.1 s, doubling, jittered
-            with contextlib.suppress(OSError, RuntimeError, ConnectionError):
-                if await self.subscribers() >= count:
-                    return
+        """Poll Redis (it gives no event) until ``count`` nodes are subscribed."""
+        for _ in range(int(30 / 0.1)):  # the nodes retry every 2 s at most
+            if await self.subscribers() >= count:
+                return
             await trio.sleep(0.1)
         raise RuntimeError(f"fewer than {count} nodes subscribed again within 30 s")
 

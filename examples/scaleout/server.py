@@ -109,8 +109,8 @@ class Node:
         """Answer the balancer's health check and /stats; upgrade the rest."""
         path = urlsplit(request.path).path
         if path == "/healthz":
-            # 503 while shutting down, so that the balancer sends new
-            # clients elsewhere even before this process stops listening.
+            # 503 once shutting down: a check that comes while the
+            # connections are being closed must not count this process up.
             status = 503 if self.draining else 200
             return wsstream.Response(status, {"Content-Type": "text/plain"},
                                      b"draining\n" if self.draining else b"ok\n")
