@@ -59,9 +59,15 @@ def free_port() -> int:
         return port
 
 
+def program(name: str) -> str | None:
+    """Where ``name`` is: on PATH, or in /usr/sbin (Debian puts haproxy
+    there, which is not on every user's PATH)."""
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin")
+
+
 def missing_programs() -> list[str]:
     """What this example needs and does not find."""
-    missing = [name for name in ("redis-server", "haproxy") if shutil.which(name) is None]
+    missing = [name for name in ("redis-server", "haproxy") if program(name) is None]
     try:
         import coredis  # noqa: F401
     except ImportError:
@@ -180,7 +186,8 @@ class Stack:
                         host=HOST, port=self.redis_port, dir=self.workdir)
         with open_log(self.workdir / "redis.log") as log:
             self.redis = await trio.lowlevel.open_process(
-                ["redis-server", str(config)], stdout=log, stderr=log)
+                [program("redis-server") or "redis-server", str(config)],
+                stdout=log, stderr=log)
         await wait_for_port(self.redis_port, self.redis, "redis-server")
 
     async def stop_redis(self) -> None:
@@ -212,7 +219,8 @@ class Stack:
         # its log (a line when a node goes down or up) goes to haproxy.log.
         with open_log(self.workdir / "haproxy.log") as log:
             self.haproxy = await trio.lowlevel.open_process(
-                ["haproxy", "-db", "-f", str(config)], stdout=log, stderr=log)
+                [program("haproxy") or "haproxy", "-db", "-f", str(config)],
+                stdout=log, stderr=log)
         await wait_for_port(self.port, self.haproxy, "haproxy")
         await self.wait_backends(lambda states: all(s == "UP" for s in states.values()))
 
