@@ -1,7 +1,7 @@
 """The scale-out chat, whole: Redis, wsstream processes and haproxy on 127.0.0.1.
 
-    python examples/scaleout/run.py [demo] [--nodes N]   # show it working, then stop
-    python examples/scaleout/run.py serve [--nodes N]    # run until Ctrl-C
+    python examples/scaleout/run.py [demo] [--nodes N] [--reuse-port]  # show it, stop
+    python examples/scaleout/run.py serve [--nodes N] [--reuse-port]   # until Ctrl-C
 
 ``demo`` (the default) starts a private ``redis-server``, ``N`` (default 2)
 processes of ``examples/scaleout/server.py`` each on a port of its own, and
@@ -12,6 +12,10 @@ reconnecting clients join through haproxy and chat across the processes;
 one process gets SIGTERM and its clients reconnect to another; Redis is
 restarted and the chat goes on. ``serve`` starts the same and prints the URL
 to join, e.g. with ``python -m wsstream connect "ws://127.0.0.1:PORT/?name=me"``.
+
+``--reuse-port``: no haproxy; the processes listen on one port with
+SO_REUSEPORT (``serve(..., reuse_port=True)``) and the kernel spreads the
+connections between them: every core of one machine, no balancer.
 
 Needs ``redis-server`` and ``haproxy`` (Debian: ``apt-get install
 redis-server haproxy``) and coredis (``pip install -e ".[scaleout]"``).
@@ -65,9 +69,10 @@ def program(name: str) -> str | None:
     return shutil.which(name) or shutil.which(name, path="/usr/sbin")
 
 
-def missing_programs() -> list[str]:
+def missing_programs(haproxy: bool = True) -> list[str]:
     """What this example needs and does not find."""
-    missing = [name for name in ("redis-server", "haproxy") if program(name) is None]
+    needed = ("redis-server", "haproxy") if haproxy else ("redis-server",)
+    missing = [name for name in needed if program(name) is None]
     try:
         import coredis  # noqa: F401
     except ImportError:
@@ -168,8 +173,9 @@ class Node:
 class Stack:
     """Redis, the wsstream nodes and haproxy, as started by :func:`open_stack`."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, reuse_port: bool) -> None:
         self.workdir = workdir
+        self.reuse_port = reuse_port
         self.redis_port = free_port()
         self.redis: trio.Process | None = None
         self.nodes: dict[str, Node] = {}
@@ -199,6 +205,8 @@ class Stack:
         argv = [sys.executable, str(HERE / "server.py"), "--name", name, "--host", HOST,
                 "--port", str(port), "--redis-port", str(self.redis_port),
                 "--channel", CHANNEL, *extra]
+        if self.reuse_port:
+            argv.append("--reuse-port")
         process = await trio.lowlevel.open_process(
             argv, stdout=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         node = Node(name, process, port)
@@ -280,18 +288,25 @@ class Stack:
 
 
 @contextlib.asynccontextmanager
-async def open_stack(nodes: int = 2, node_options: tuple[str, ...] = ()) -> AsyncIterator[Stack]:
-    """Start Redis, ``nodes`` wsstream processes and haproxy in front of them.
+async def open_stack(nodes: int = 2, node_options: tuple[str, ...] = (), *,
+                     reuse_port: bool = False) -> AsyncIterator[Stack]:
+    """Start Redis, ``nodes`` wsstream processes and haproxy in front of them;
+    with ``reuse_port``, no haproxy: the processes share one port.
 
     Everything is stopped on the way out, whatever happened.
     """
     with tempfile.TemporaryDirectory(prefix="wsstream-scaleout-") as tmp:
-        stack = Stack(Path(tmp))
+        stack = Stack(Path(tmp), reuse_port)
         try:
             await stack.start_redis()
+            shared = free_port()
             for i in range(1, nodes + 1):
-                await stack.start_node(f"n{i}", free_port(), *node_options)
-            await stack.start_haproxy()
+                port = shared if reuse_port else free_port()
+                await stack.start_node(f"n{i}", port, *node_options)
+            if reuse_port:
+                stack.port = shared
+            else:
+                await stack.start_haproxy()
             yield stack
         finally:
             await stack.aclose()
@@ -372,12 +387,18 @@ class ChatClient:
 # -- the demo -----------------------------------------------------------------
 
 
-async def demo(nodes: int) -> None:
+async def demo(nodes: int, reuse_port: bool) -> None:
     names = ["alice", "bob", "carol", "dave"]
-    async with open_stack(nodes) as stack, trio.open_nursery() as nursery:
-        print(f"redis-server on {HOST}:{stack.redis_port}; nodes "
-              + ", ".join(f"{n.name} on {n.port}" for n in stack.nodes.values())
-              + f"; haproxy on {stack.url}")
+    via = "the shared port" if reuse_port else "haproxy"
+    async with open_stack(nodes, reuse_port=reuse_port) as stack, \
+            trio.open_nursery() as nursery:
+        if reuse_port:
+            print(f"redis-server on {HOST}:{stack.redis_port}; nodes "
+                  + ", ".join(stack.nodes) + f" all on {stack.url} (SO_REUSEPORT)")
+        else:
+            print(f"redis-server on {HOST}:{stack.redis_port}; nodes "
+                  + ", ".join(f"{n.name} on {n.port}" for n in stack.nodes.values())
+                  + f"; haproxy on {stack.url}")
         clients = [ChatClient(stack.url, name) for name in names]
         for client in clients:
             nursery.start_soon(client.run)
@@ -385,7 +406,7 @@ async def demo(nodes: int) -> None:
             for client in clients:
                 await client.wait_connections(1)
         for client in clients:
-            print(f"{client.name} joined through haproxy: connected to {client.nodes[-1]}")
+            print(f"{client.name} joined through {via}: connected to {client.nodes[-1]}")
 
         async def chat_round(label: str) -> None:
             expected = len(clients) + len(clients[0].messages)
@@ -400,7 +421,10 @@ async def demo(nodes: int) -> None:
 
         await chat_round("hello")
 
-        victim = stack.nodes["n1"]
+        # The node with the most clients (the kernel's spreading may leave
+        # one with none): its clients move.
+        victim = max(stack.nodes.values(),
+                     key=lambda node: sum(c.nodes[-1] == node.name for c in clients))
         moved = [c for c in clients if c.nodes[-1] == victim.name]
         print(f"SIGTERM to {victim.name}, which serves {', '.join(c.name for c in moved)}")
         stats = await victim.stop()
@@ -409,8 +433,10 @@ async def demo(nodes: int) -> None:
         with trio.fail_after(START_TIMEOUT):
             for client in moved:
                 await client.wait_connections(2)
-        states = await stack.wait_backends(lambda states: states[victim.name] != "UP")
-        print("haproxy's health checks: " + ", ".join(f"{k} {v}" for k, v in states.items()))
+        if not reuse_port:
+            states = await stack.wait_backends(lambda states: states[victim.name] != "UP")
+            print("haproxy's health checks: "
+                  + ", ".join(f"{k} {v}" for k, v in states.items()))
         for client in moved:
             print(f"{client.name}: closed with {client.closes[-1]}, reconnected to "
                   f"{client.nodes[-1]}")
@@ -425,10 +451,11 @@ async def demo(nodes: int) -> None:
         nursery.cancel_scope.cancel()
 
 
-async def serve(nodes: int) -> None:
+async def serve(nodes: int, reuse_port: bool) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with open_stack(nodes) as stack:
-            print(f"chat on {stack.url}?name=YOU ({nodes} wsstream processes behind haproxy); "
+        async with open_stack(nodes, reuse_port=reuse_port) as stack:
+            how = "sharing the port (SO_REUSEPORT)" if reuse_port else "behind haproxy"
+            print(f"chat on {stack.url}?name=YOU ({nodes} wsstream processes {how}); "
                   "Ctrl-C stops everything", flush=True)
             async for _ in signals:
                 break
@@ -439,8 +466,10 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mode", nargs="?", choices=["demo", "serve"], default="demo")
     parser.add_argument("--nodes", type=int, default=2, help="wsstream processes (default 2)")
+    parser.add_argument("--reuse-port", action="store_true",
+                        help="no haproxy: the processes share one port (SO_REUSEPORT)")
     args = parser.parse_args()
-    missing = missing_programs()
+    missing = missing_programs(haproxy=not args.reuse_port)
     if missing:
         print(f"this example needs {', '.join(missing)}", file=sys.stderr)
         return 2
@@ -448,9 +477,9 @@ def main() -> int:
         parser.error("--nodes: at least 1, and at least 2 for the demo")
     try:
         if args.mode == "demo":
-            trio.run(demo, args.nodes)
+            trio.run(demo, args.nodes, args.reuse_port)
         else:
-            trio.run(serve, args.nodes)
+            trio.run(serve, args.nodes, args.reuse_port)
     except KeyboardInterrupt:
         # A second Ctrl-C while stopping: the children, in the terminal's
         # process group, got it too and stop on their own.

@@ -2,6 +2,7 @@
 through a Redis pub/sub channel.
 
     python examples/scaleout/server.py --port 9001 --redis-port 6390 --name n1
+    python examples/scaleout/server.py --port 9000 --reuse-port ... (one per core)
 
 Every process subscribes to one Redis channel and publishes there what its own
 clients send; what arrives on the channel is broadcast to the process's own
@@ -163,10 +164,13 @@ class Node:
         # own address is the last one haproxy added (trust it only from a
         # balancer you run; a client can send the header too).
         forwarded = wss.request.headers.get("X-Forwarded-For")
+        peer = wss.request.remote_address
         if forwarded:
             address = forwarded.rsplit(",", 1)[-1].strip()
+        elif isinstance(peer, tuple):
+            address = str(peer[0])  # (host, port): no balancer in between
         else:
-            address = str(wss.request.remote_address)
+            address = str(peer)
         hello = {"type": "hello", "node": self.name, "name": name, "address": address}
         # The hello is queued and the client becomes a member with no
         # checkpoint in between: every message it gets after the hello is
@@ -219,6 +223,9 @@ async def run_node(args: argparse.Namespace) -> None:
                     compression=None,
                     # How far a client may fall behind before it is slow.
                     write_limit=args.write_limit,
+                    # Several processes on one port, no balancer: the kernel
+                    # spreads the connections (run.py --reuse-port).
+                    reuse_port=args.reuse_port,
                 )
                 listeners: list[trio.SocketListener] = await nursery.start(serve)
                 port = listeners[0].socket.getsockname()[1]
@@ -239,6 +246,8 @@ def main() -> int:
     parser.add_argument("--name", default="node", help="this process's name, told to clients")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    parser.add_argument("--reuse-port", action="store_true",
+                        help="share the port with other processes (SO_REUSEPORT)")
     parser.add_argument("--redis-host", default="127.0.0.1")
     parser.add_argument("--redis-port", type=int, default=6379)
     parser.add_argument("--channel", default="wsstream-chat")
