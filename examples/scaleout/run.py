@@ -19,7 +19,7 @@ connections between them: every core of one machine, no balancer.
 
 Needs ``redis-server`` and ``haproxy`` (Debian: ``apt-get install
 redis-server haproxy``) and coredis (``pip install -e ".[scaleout]"``).
-docs/scaling.md describes the design; tests/test_scaleout.py runs it with 50
+docs/scaling.md describes the design; tests/interop/test_scaleout.py runs it with 50
 clients.
 """
 
