@@ -10,6 +10,7 @@ from typing import Literal, NamedTuple, TypedDict
 import attrs
 import trio
 
+from ._compression import DEFAULT_DEFLATE, Deflate
 from ._endpoints.http import HeadersLike
 
 __all__ = [
@@ -69,7 +70,7 @@ class ConnectionOptions(TypedDict, total=False):
     write_limit: int
     max_message_size: int | None
     max_streamed_size: int | None
-    compression: str | None
+    compression: str | Deflate | None
     ping_interval: float | None
     ping_timeout: float | None
 
@@ -109,7 +110,7 @@ class Options:
     write_limit: int = 2**16
     max_message_size: int | None = 2**20
     max_streamed_size: int | None = None
-    compression: str | None = "deflate"
+    compression: str | Deflate | None = "deflate"
     ping_interval: float | None = 20.0
     ping_timeout: float | None = 20.0
 
@@ -141,8 +142,20 @@ class Options:
                 raise TypeError("max_streamed_size must be an int or None")
             if self.max_streamed_size <= 0:
                 raise ValueError("max_streamed_size must be positive")
-        if self.compression not in ("deflate", None):
-            raise ValueError(f"compression must be 'deflate' or None, not {self.compression!r}")
+        compression = self.compression
+        if not (compression is None or isinstance(compression, Deflate)):
+            if not isinstance(compression, str):
+                raise TypeError("compression must be 'deflate', a wsstream.Deflate or None")
+            if compression != "deflate":
+                raise ValueError(f"compression must be 'deflate' or None, not {compression!r}")
+
+    @property
+    def deflate(self) -> Deflate | None:
+        """The permessage-deflate settings, ``None`` without compression."""
+        compression = self.compression
+        if compression is None or isinstance(compression, Deflate):
+            return compression
+        return DEFAULT_DEFLATE
 
 
 _OPTION_NAMES = frozenset(attrs.fields_dict(Options))

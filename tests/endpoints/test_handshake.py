@@ -7,6 +7,7 @@ import pytest
 import trio
 import trio.testing
 
+from wsstream._compression import DEFAULT_DEFLATE, Deflate
 from wsstream._endpoints.handshake import (
     ClientHandshake,
     Handshake,
@@ -18,16 +19,20 @@ from wsstream._endpoints.http import Headers, Request, Response
 from wsstream._endpoints.url import parse_url
 
 
-def client_side(compression: str | None = None, url: str = "ws://example.com/path?q=1",
+def _settings(compression: str | Deflate | None) -> Deflate | None:
+    return DEFAULT_DEFLATE if compression == "deflate" else compression  # type: ignore[return-value]
+
+
+def client_side(compression: str | Deflate | None = None, url: str = "ws://example.com/path?q=1",
                 subprotocols: tuple[str, ...] = ("b", "a")) -> ClientHandshake:
     return ClientHandshake(
-        parse_url(url), subprotocols=subprotocols, compression=compression,
+        parse_url(url), subprotocols=subprotocols, compression=_settings(compression),
         origin=None, headers=Headers({"X-Test": "1"}), user_agent="t",
     )
 
 
 def server_side(
-    compression: str | None = None, response: Response | None = None
+    compression: str | Deflate | None = None, response: Response | None = None
 ) -> ServerHandshake:
     async def process(request: Request) -> Response | None:
         return response
@@ -37,7 +42,8 @@ def server_side(
 
     return ServerHandshake(ServerHooks(
         select_subprotocol=select, process_request=process,  # type: ignore[arg-type]
-        response_headers=Headers({"Server": "unit"}), origins=None, compression=compression,
+        response_headers=Headers({"Server": "unit"}), origins=None,
+        compression=_settings(compression),
     ))
 
 

@@ -26,17 +26,16 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 import attrs
 import trio
 
+from .._compression import Deflate, client_offers, server_factory, settle
 from .._protocol import DeflateParams
 from .http import Headers, Request, Response
 from .origin import origin_allowed
 from .url import WebSocketURL
 from .websockets import (
-    ClientPerMessageDeflateFactory,
     ClientProtocol,
     CoreHeaders,
     CoreRequest,
     CoreResponse,
-    ServerPerMessageDeflateFactory,
     ServerProtocol,
     WebSocketURI,
 )
@@ -55,13 +54,6 @@ RECEIVE_SIZE = 65536
 #: The most bytes an HTTP head may take (request line and headers): the
 #: same order as websockets' own limits (8 KiB lines, 128 headers).
 MAX_HEAD = 64 * 1024
-
-#: permessage-deflate (RFC 7692 7.1) as the server offers it: a 4 KiB window
-#: and memLevel 5 keep a compressor near 36 KiB instead of 300 KiB, at a small
-#: cost in ratio (websockets makes the same trade-off).
-SERVER_WINDOW_BITS = 12
-COMPRESS_LEVEL = 6
-COMPRESS_MEM_LEVEL = 5
 
 _log = logging.getLogger("wsstream.handshake")
 
@@ -103,10 +95,18 @@ class Handshake:
     request: Request | None = None
 
 
-def _negotiated(headers: CoreHeaders, client: bool) -> tuple[str, str, DeflateParams | None]:
+def _negotiated(
+    headers: CoreHeaders, client: bool, settings: Deflate | None
+) -> tuple[str, str, DeflateParams | None]:
     extensions = ", ".join(headers.get_all("Sec-WebSocket-Extensions"))
     subprotocol = headers.get("Sec-WebSocket-Protocol", "") or ""
-    return extensions, subprotocol, DeflateParams.from_header(extensions, client=client)
+    params = DeflateParams.from_header(extensions, client=client)
+    if params is not None and settings is not None:
+        try:
+            params = settle(params, settings, client=client)
+        except ValueError as exc:  # pragma: no cover - the negotiation declines these
+            raise HandshakeFailure(f"invalid permessage-deflate parameters: {exc}") from None
+    return extensions, subprotocol, params
 
 
 def _redacted_path(path: str) -> str:
@@ -142,14 +142,14 @@ class ClientHandshake:
     """The client's side: built (and checked) with the ``WebSocketStream``,
     run once the stream is connected."""
 
-    __slots__ = ("_protocol", "_request")
+    __slots__ = ("_compression", "_protocol", "_request")
 
     def __init__(
         self,
         url: WebSocketURL,
         *,
         subprotocols: Sequence[str],
-        compression: str | None,
+        compression: Deflate | None,
         origin: str | None,
         headers: Headers,
         user_agent: str | None,
@@ -158,16 +158,11 @@ class ClientHandshake:
         uri = WebSocketURI(
             url.secure, url.host, url.port, path, query, *(url.user_info or (None, None))
         )
-        extensions = (
-            [ClientPerMessageDeflateFactory(
-                client_max_window_bits=True, compress_settings={"memLevel": COMPRESS_MEM_LEVEL}
-            )]
-            if compression == "deflate" else None
-        )
+        self._compression = compression
         protocol = ClientProtocol(
             uri,
             origin=origin,  # type: ignore[arg-type]
-            extensions=extensions,
+            extensions=None if compression is None else client_offers(compression),
             subprotocols=list(subprotocols) or None,  # type: ignore[arg-type]
             logger=_quiet,
         )
@@ -196,7 +191,9 @@ class ClientHandshake:
         if response is not None and response.status_code == 101:
             if protocol.handshake_exc is not None:
                 raise HandshakeFailure(f"invalid handshake response: {protocol.handshake_exc}")
-            extensions_value, subprotocol, deflate = _negotiated(response.headers, client=True)
+            extensions_value, subprotocol, deflate = _negotiated(
+                response.headers, True, self._compression
+            )
             _log.debug("< 101 (extensions %r, subprotocol %r)", extensions_value, subprotocol)
             return Handshake(extensions_value, subprotocol, deflate, rest)
         if response is None and protocol.handshake_exc is not None:
@@ -240,7 +237,7 @@ class ServerHooks:
     response_headers: Headers
     #: From _origin.allowed_origins(); None: any origin.
     origins: frozenset[str | None] | None
-    compression: str | None
+    compression: Deflate | None
     #: None when the server has none (no Response is built for it then).
     process_response: Callable[[Request, Response], Awaitable[Response | None]] | None = None
 
@@ -272,14 +269,7 @@ class ServerHandshake:
                     http.HTTPStatus.BAD_REQUEST, "this is a WebSocket server: send HTTP"
                 ).serialize())
             raise
-        extensions = (
-            [ServerPerMessageDeflateFactory(
-                server_max_window_bits=SERVER_WINDOW_BITS,
-                client_max_window_bits=SERVER_WINDOW_BITS,
-                compress_settings={"memLevel": COMPRESS_MEM_LEVEL},
-            )]
-            if hooks.compression == "deflate" else None
-        )
+        extensions = None if hooks.compression is None else [server_factory(hooks.compression)]
         request: Request | None = None
 
         def select(_: object, offered: Sequence[str]) -> str | None:
@@ -387,7 +377,9 @@ class ServerHandshake:
                 f"invalid handshake request: {protocol.handshake_exc}",
                 response.status_code, Headers(response.headers.raw_items()), bytes(response.body),
             )
-        extensions_value, subprotocol, deflate = _negotiated(response.headers, client=False)
+        extensions_value, subprotocol, deflate = _negotiated(
+            response.headers, False, hooks.compression
+        )
         return Handshake(extensions_value, subprotocol, deflate, rest, request)
 
 

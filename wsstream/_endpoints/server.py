@@ -160,7 +160,7 @@ def _config(
             select_subprotocol=select, process_request=process, process_response=respond,
             response_headers=Headers(headers),
             origins=None if origins is None else allowed_origins(origins),
-            compression=options.compression,
+            compression=options.deflate,
         ),
         secure=secure,
         statistics=statistics,

@@ -299,7 +299,14 @@ class Connection(Writer):
         self.extensions = result.extensions
         self.subprotocol = result.subprotocol
         self.request = result.request
-        self.core.open(result.deflate if options.compression == "deflate" else None)
+        deflate = options.deflate
+        if deflate is not None and result.deflate is not None:
+            self.core.open(
+                result.deflate, level=deflate.level, mem_level=deflate.mem_level,
+                min_size=deflate.min_size,
+            )
+        else:
+            self.core.open(None)
         self._transport = transport_for(self.stream)  # type: ignore[arg-type]
         self.opened.resolve(self._open_info(self))
         if result.rest:  # frames right behind the handshake

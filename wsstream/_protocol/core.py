@@ -137,12 +137,17 @@ class Core(Receiver):
         self._out: list[bytes] = []
         self.eof_wanted = False
 
-    def open(self, deflate: DeflateParams | None, *, level: int = 6, mem_level: int = 5) -> None:
-        """The opening handshake succeeded with these deflate parameters."""
+    def open(
+        self, deflate: DeflateParams | None, *, level: int = 6, mem_level: int = 5,
+        min_size: int = 0,
+    ) -> None:
+        """The opening handshake succeeded with these deflate parameters;
+        ``level``, ``mem_level`` and ``min_size`` tune our compressor (see
+        :class:`~wsstream._protocol.deflate.Deflater`)."""
         if deflate is not None:
             self._deflater = Deflater(
                 deflate.local_max_window_bits, deflate.local_no_context_takeover,
-                level=level, mem_level=mem_level,
+                level=level, mem_level=mem_level, min_size=min_size,
             )
             self._inflater = Inflater(
                 deflate.remote_max_window_bits, deflate.remote_no_context_takeover
@@ -205,7 +210,7 @@ class Core(Receiver):
         if self.lifecycle.phase is not _OPEN:
             raise RuntimeError(f"cannot send a message: the connection is {self.phase.value}")
         deflater = self._deflater
-        if deflater is not None:
+        if deflater is not None and len(data) >= deflater.min_size:
             return frame(0xC0 | opcode, deflater.compress(data), self._client)
         return frame(0x80 | opcode, data, self._client)
 

@@ -70,9 +70,15 @@ class DeflateParams:
                 key, _, raw = param.partition("=")
                 settings[key.strip().lower()] = raw.strip().strip('"') or None
             ours, theirs = ("client", "server") if client else ("server", "client")
+            # The peer's 8-bit window is read with 9 bits, which reads it
+            # (zlib's smallest raw window); ours is kept as negotiated, so an
+            # 8 that zlib cannot write shows instead of silently breaking
+            # the peer's decompressor.
             return cls(
                 local_max_window_bits=_window(settings.get(f"{ours}_max_window_bits")),
-                remote_max_window_bits=_window(settings.get(f"{theirs}_max_window_bits")),
+                remote_max_window_bits=max(
+                    _window(settings.get(f"{theirs}_max_window_bits")), 9
+                ),
                 local_no_context_takeover=f"{ours}_no_context_takeover" in settings,
                 remote_no_context_takeover=f"{theirs}_no_context_takeover" in settings,
             )
@@ -90,26 +96,26 @@ class DeflateParams:
 def _window(value: str | None) -> int:
     # A bare client_max_window_bits in a response does not occur (7.1.2.2);
     # absent means the default, 15.
-    if value is None:
-        return 15
-    bits = int(value)
-    # zlib cannot make a raw deflate stream with an 8-bit window: 9 is the
-    # smallest it honours, and a 9-bit window reads any 8-bit stream.
-    return max(bits, 9)
+    return 15 if value is None else int(value)
 
 
 class Deflater:
-    """Our side's compressor: one message in, its compressed payload out."""
+    """Our side's compressor: one message in, its compressed payload out.
 
-    __slots__ = ("_compressor", "_level", "_mem_level", "_reset", "_wbits")
+    ``min_size``: the core sends messages shorter than this uncompressed
+    (RSV1 clear, RFC 7692 6), without touching the context."""
+
+    __slots__ = ("_compressor", "_level", "_mem_level", "_reset", "_wbits", "min_size")
 
     def __init__(
-        self, window_bits: int, no_context_takeover: bool, *, level: int = 6, mem_level: int = 5
+        self, window_bits: int, no_context_takeover: bool, *, level: int = 6,
+        mem_level: int = 5, min_size: int = 0,
     ) -> None:
         self._wbits = window_bits
         self._reset = no_context_takeover
         self._level = level
         self._mem_level = mem_level
+        self.min_size = min_size
         self._compressor: zlib._Compress | None = None  # made by the first message
 
     def compress(self, data: bytes | bytearray | memoryview) -> bytes:

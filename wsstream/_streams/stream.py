@@ -120,7 +120,9 @@ class WebSocketStream:
     * ``max_streamed_size=None``: the limit of a message read with
       ``readable.receive_stream()`` (over it: 1009); ``None``, any size,
       since a streamed message passes through ``read_limit`` of memory.
-    * ``compression="deflate"``: permessage-deflate (RFC 7692), or ``None``.
+    * ``compression="deflate"``: permessage-deflate (RFC 7692) with the
+      default :class:`Deflate` settings, a :class:`Deflate` to tune it, or
+      ``None`` for no compression.
     * ``ping_interval=20``, ``ping_timeout=20``: keepalive pings; a peer
       that does not answer in time is failed with 1011 (same as websockets).
       ``None`` disables.
@@ -160,7 +162,7 @@ class WebSocketStream:
         handshake = ClientHandshake(
             url_value,
             subprotocols=subprotocols,
-            compression=checked.compression,
+            compression=checked.deflate,
             origin=origin,
             headers=Headers(headers),
             user_agent=user_agent,
