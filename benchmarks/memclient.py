@@ -1,13 +1,16 @@
 """A cheap client for the idle-connection memory benchmark.
 
-``python -m benchmarks.memclient PORT N [ws|raw|deflate|deflate-msg]`` opens N
+``python -m benchmarks.memclient PORT N [ws|raw|deflate|deflate-msg|deflate-nct-msg]`` opens N
 TCP connections to 127.0.0.1:PORT and, in ``ws`` mode, performs each opening
 handshake by hand (one GET with Upgrade, read up to the end of the 101
 response); ``raw`` mode (for the raw-trio floor) only connects. ``deflate``
 offers permessage-deflate as browsers do (``permessage-deflate;
 client_max_window_bits``); ``deflate-msg`` also sends one small text message
 (compressed if the server accepted the offer, as a browser would) and reads
-its echo, so that each connection has used its compression both ways. It
+its echo, so that each connection has used its compression both ways;
+``deflate-nct-msg`` does the same with an offer that also asks for
+``server_no_context_takeover`` and ``client_no_context_takeover``, so that
+both ends may release their zlib contexts after each message. It
 prints ``READY <n>`` once all are open, then keeps them idle until stdin
 closes or a line arrives, and exits.
 Written with raw non-blocking sockets and asyncio so that the client holds
@@ -27,14 +30,25 @@ import zlib
 from .common import emit, hard_exit, raise_nofile_limit
 
 CONCURRENCY = 64
-MODES = ("ws", "raw", "deflate", "deflate-msg")
+MODES = ("ws", "raw", "deflate", "deflate-msg", "deflate-nct-msg")
 #: What Chrome and Firefox send.
 DEFLATE_OFFER = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
-#: The message of ``deflate-msg`` mode: small, like a chat line.
-MESSAGE = b'{"type": "hello", "text": "a small message"}'
+#: The offer of ``deflate-nct-msg`` mode: no context takeover either way.
+DEFLATE_NCT_OFFER = (
+    "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits; "
+    "server_no_context_takeover; client_no_context_takeover\r\n"
+)
+#: The message of the ``*-msg`` modes: a chat event of typical size (168
+#: bytes; the chat workload of benchmarks.deflate_settings has 100-300), so
+#: that a server's ``min_size`` below that does not leave it uncompressed.
+MESSAGE = (
+    b'{"type":"message","id":"5f2c9a1e7b3d","channel":"general",'
+    b'"user":{"id":"u4821","name":"Alice"},'
+    b'"text":"sounds good, I will push the fix after lunch","ts":1718031234567}'
+)
 
 
-def request(port: int, offer: bool = False) -> bytes:
+def request(port: int, offer: str = "") -> bytes:
     key = base64.b64encode(os.urandom(16)).decode()
     return (
         "GET /idle HTTP/1.1\r\n"
@@ -43,7 +57,7 @@ def request(port: int, offer: bool = False) -> bytes:
         "Connection: Upgrade\r\n"
         f"Sec-WebSocket-Key: {key}\r\n"
         "Sec-WebSocket-Version: 13\r\n"
-        + (DEFLATE_OFFER if offer else "")
+        + offer
         + "\r\n"
     ).encode()
 
@@ -73,10 +87,12 @@ def text_frame(payload: bytes, window_bits: int | None) -> bytes:
         compressor = zlib.compressobj(wbits=-window_bits)
         payload = (compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
         head |= 0x40  # RSV1: this message is compressed
-    assert len(payload) < 126
+    assert len(payload) < 65536
     key = os.urandom(4)
     masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-    return struct.pack("!BB", head, 0x80 | len(payload)) + key + masked
+    if len(payload) < 126:
+        return struct.pack("!BB", head, 0x80 | len(payload)) + key + masked
+    return struct.pack("!BBH", head, 0x80 | 126, len(payload)) + key + masked
 
 
 async def read_frame(loop: asyncio.AbstractEventLoop, sock: socket.socket, buf: bytes) -> None:
@@ -108,7 +124,10 @@ async def open_one(port: int, mode: str) -> socket.socket:
     sock.setblocking(False)
     await loop.sock_connect(sock, ("127.0.0.1", port))
     if mode != "raw":
-        await loop.sock_sendall(sock, request(port, offer=mode.startswith("deflate")))
+        offer = {"deflate-nct-msg": DEFLATE_NCT_OFFER}.get(
+            mode, DEFLATE_OFFER if mode.startswith("deflate") else ""
+        )
+        await loop.sock_sendall(sock, request(port, offer))
         data = b""
         while b"\r\n\r\n" not in data:
             chunk = await loop.sock_recv(sock, 4096)
@@ -117,7 +136,7 @@ async def open_one(port: int, mode: str) -> socket.socket:
             data += chunk
         if not data.startswith(b"HTTP/1.1 101"):
             raise ConnectionError(data.split(b"\r\n", 1)[0].decode(errors="replace"))
-        if mode == "deflate-msg":
+        if mode.endswith("-msg"):
             head, _, rest = data.partition(b"\r\n\r\n")
             await loop.sock_sendall(sock, text_frame(MESSAGE, client_window_bits(head)))
             await read_frame(loop, sock, rest)

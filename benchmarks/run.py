@@ -22,8 +22,9 @@ Design
   10,000 connections (client: ``benchmarks.memclient``, raw sockets doing the
   handshake by hand; RLIMIT_NOFILE is raised to the hard limit in both
   processes), the same with each server's default options and the client
-  offering permessage-deflate as browsers do, idle and after one small
-  message each way; connect-and-echo latency of honest clients
+  offering permessage-deflate as browsers do, idle and after one chat-sized
+  message each way (168 bytes), and the latter with an offer asking for no
+  context takeover both ways; connect-and-echo latency of honest clients
   (``benchmarks.connectecho``) while one hostile client
   (``benchmarks.flooder``) floods the server with frames that carry nothing
   (empty continuations, 1-byte fragments, pings), and without a flood.
@@ -93,6 +94,8 @@ class Scenario:
                 "ws": "",
                 "deflate": ", defaults, deflate offered",
                 "deflate-msg": ", defaults, deflate offered, 1 msg each way",
+                "deflate-nct-msg": ", defaults, deflate offered without context"
+                                   " takeover, 1 msg each way",
             }[self.client_mode]
             return f"idle memory, {self.count:,} conns{what}"
         if self.kind == "flood":
@@ -145,6 +148,10 @@ SCENARIOS = [
              client_mode="deflate-msg"),
     Scenario("idle-deflate-msg-10000", "idle", count=10000, quick=2000,
              server_mode="defaults", client_mode="deflate-msg"),
+    # The same where the client asks for no context takeover both ways: a
+    # server that honours it can release its zlib contexts after a message.
+    Scenario("idle-deflate-nct-msg-1000", "idle", count=1000, quick=1000,
+             server_mode="defaults", client_mode="deflate-nct-msg"),
     # Fairness: one hostile client floods, honest clients connect and echo.
     Scenario("flood-none", "flood", count=100, quick=10),
     Scenario("flood-cont", "flood", count=100, quick=10, flood="cont"),
@@ -267,7 +274,7 @@ def measure(impl: str, client: str, sc: Scenario, count: int, timeout: float) ->
 def measure_idle(impl: str, count: int, timeout: float, server_mode: str = "echo",
                  client_mode: str = "ws") -> dict[str, Any]:
     """Server RSS growth per idle connection (handshake done, no traffic, or
-    one small message each way in ``deflate-msg`` mode)."""
+    one small message each way in the ``*-msg`` modes)."""
     mode = "raw" if impl in RAW_IMPLS else client_mode
     server = Server(impl, server_mode)
     clients: list[subprocess.Popen[str]] = []

@@ -6,10 +6,16 @@ killed. MODE is ``echo`` (every message is sent back, same type), ``sink``
 back) or ``defaults``: an echo with every setting at the library's default
 (compression, keepalive, message size), as a user who changes nothing gets;
 the other two use the harness's settings (common.py).
+
+``BENCH_DEFLATE``, if set, is a JSON object of :class:`wsstream.Deflate`
+arguments that wsstream's server uses as ``compression=`` in ``defaults``
+mode: how ``benchmarks.deflate_settings`` measures candidate settings.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 
 from .common import MARKER_MAX, MAX_SIZE, emit, raise_nofile_limit
@@ -49,14 +55,17 @@ def serve_wsstream(mode: str) -> None:
         except wsstream.WebSocketError:
             pass
 
+    settings = _settings(mode, compression=None, ping_interval=None, max_message_size=MAX_SIZE)
+    deflate = os.environ.get("BENCH_DEFLATE")
+    if deflate and mode == "defaults":
+        settings["compression"] = wsstream.Deflate(**json.loads(deflate))
+
     async def main() -> None:
         async with trio.open_nursery() as nursery:
             listeners = await nursery.start(
                 lambda task_status: wsstream.serve(
                     sink if mode == "sink" else echo, "127.0.0.1", 0,
-                    task_status=task_status,
-                    **_settings(mode, compression=None, ping_interval=None,
-                                max_message_size=MAX_SIZE),
+                    task_status=task_status, **settings,
                 )
             )
             emit(f"PORT {listeners[0].socket.getsockname()[1]}")
