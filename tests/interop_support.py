@@ -18,7 +18,7 @@ import pytest
 import trio
 
 import wsstream
-from tests.peers.websockets_peer import MIB
+from tests.peers.websockets_peer import MIB, compressible_messages, digest
 
 if TYPE_CHECKING:
     from tests.conftest import Server
@@ -323,3 +323,72 @@ async def check_peer_client_close_reaches_our_server(
     await recorder.wait()
     assert recorder.received == ["hi"]
     assert recorder.outcome == expected
+
+
+# -- permessage-deflate settings against a peer --------------------------------
+
+RunClient = Callable[..., Awaitable[dict[str, Any]]]
+
+
+def _check_shrunk(stats: wsstream.Statistics, messages: Sequence[str], compressed: bool) -> None:
+    """Wire bytes each way against the payload: well under it when deflate
+    was negotiated (both sides compressed), over it when not."""
+    payload = sum(len(message.encode()) for message in messages)
+    if compressed:
+        assert stats.bytes_sent < payload // 2, (stats.bytes_sent, payload)
+        assert stats.bytes_received < payload // 2, (stats.bytes_received, payload)
+    else:
+        assert stats.bytes_sent > payload and stats.bytes_received > payload
+
+
+async def check_deflate_with_peer_server(
+    peer: PeerServer, settings: wsstream.Deflate, expected: str
+) -> dict[str, Any]:
+    """Our client with ``settings``: the 101 carries ``expected`` (our side
+    reads it), compressible text round-trips, compressed both ways; the
+    peer's report of the connection is returned."""
+    messages = compressible_messages()
+    async with wsstream.WebSocketStream(peer.url + "/echo", compression=settings) as wss:
+        readable, writable, extensions, _ = await wss.opened
+        assert extensions == expected
+        with trio.fail_after(PEER_TIMEOUT):
+            for message in messages:
+                await writable.send(message)
+            for message in messages:
+                assert await readable.receive() == message
+        stats = wss.statistics()
+        wss.close(1000)
+        assert await wss.closed == (1000, "")
+    _check_shrunk(stats, messages, bool(expected))
+    return await peer.next_connection_report()
+
+
+async def check_deflate_with_peer_client(
+    server: Server, run_client: RunClient, settings: wsstream.Deflate, expected: str,
+    *client_args: str,
+) -> dict[str, Any]:
+    """The peer's client (``client_args``) against our server with
+    ``settings``: the 101 carries ``expected``, compressible text
+    round-trips, compressed both ways; the client's report is returned."""
+    seen: list[tuple[str, wsstream.Statistics]] = []
+    done = trio.Event()
+
+    async def echo(wss: wsstream.WebSocketStream) -> None:
+        try:
+            readable, writable, extensions, _ = await wss.opened
+            async for message in readable:
+                await writable.send(message)
+            seen.append((extensions, wss.statistics()))
+        finally:
+            done.set()
+
+    url = await server.start(echo, compression=settings)
+    report = await run_client(url + "/echo", "text", *client_args)
+    messages = compressible_messages()
+    assert report["received"] == [digest(message) for message in messages]
+    with trio.fail_after(PEER_TIMEOUT):
+        await done.wait()
+    (extensions, stats), = seen
+    assert extensions == expected
+    _check_shrunk(stats, messages, bool(expected))
+    return report

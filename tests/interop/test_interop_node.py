@@ -11,6 +11,7 @@ install is loud in CI.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -28,6 +29,8 @@ from tests.interop_support import (
     PEER_CLOSE_CASES,
     Recorder,
     StartPeer,
+    check_deflate_with_peer_client,
+    check_deflate_with_peer_server,
     check_echo_over_our_max_size_fails_with_1009,
     check_extensions,
     check_our_close_reaches_peer,
@@ -239,3 +242,70 @@ async def test_node_ws_client_vanishing_gives_1006_on_our_server(server: Server)
     assert recorder.received == ["bye"]
     assert isinstance(recorder.outcome, wsstream.WebSocketError)
     assert recorder.outcome.close_code == 1006
+
+
+# -- permessage-deflate settings, both ways ---------------------------------------
+
+D = wsstream.Deflate
+_S, _C = D().server_max_window_bits, D().client_max_window_bits
+PMD = "permessage-deflate"
+NCT = "server_no_context_takeover; client_no_context_takeover"
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs", "expected"),
+    [
+        # ws's default server takes our first offer as it is.
+        (D(), None, f"{PMD}; server_max_window_bits={_S}; client_max_window_bits={_C}"),
+        (D(server_max_window_bits=10, client_max_window_bits=11), {},
+         f"{PMD}; server_max_window_bits=10; client_max_window_bits=11"),
+        # ws declines an offer asking for less than its serverMaxWindowBits:
+        # our fallback offer, which asks nothing of the server, is taken.
+        (D(server_max_window_bits=10, client_max_window_bits=11), {"serverMaxWindowBits": 12},
+         f"{PMD}; client_max_window_bits=11; server_max_window_bits=12"),
+        (D(server_max_window_bits=15, client_max_window_bits=15),
+         {"serverNoContextTakeover": True, "clientNoContextTakeover": True,
+          "clientMaxWindowBits": 9},
+         f"{PMD}; client_max_window_bits=9; {NCT}"),
+        (D(server_max_window_bits=9, client_max_window_bits=9,
+           server_no_context_takeover=True, client_no_context_takeover=True), {},
+         f"{PMD}; {NCT}; server_max_window_bits=9; client_max_window_bits=9"),
+    ],
+    ids=["defaults", "10-11", "fallback-offer", "server-imposes-nct-9", "we-ask-nct-9-9"],
+)
+async def test_deflate_settings_negotiate_with_node_ws_server(
+    node_server: StartPeer, ours: wsstream.Deflate, theirs: dict[str, object] | None,
+    expected: str,
+) -> None:
+    args = [] if theirs is None else ["--deflate", json.dumps(theirs)]
+    peer = await node_server(*args)
+    report = await check_deflate_with_peer_server(peer, ours, expected)
+    assert report["extensions_header"] == expected
+
+
+@pytest.mark.parametrize(
+    ("theirs", "ours", "expected"),
+    [
+        (None, D(), f"{PMD}; server_max_window_bits={_S}; client_max_window_bits={_C}"),
+        ({}, D(server_max_window_bits=10, client_max_window_bits=9),
+         f"{PMD}; server_max_window_bits=10; client_max_window_bits=9"),
+        ({"serverMaxWindowBits": 9, "clientMaxWindowBits": 11},
+         D(server_max_window_bits=12, client_max_window_bits=12),
+         f"{PMD}; server_max_window_bits=9; client_max_window_bits=11"),
+        ({"serverNoContextTakeover": True, "clientNoContextTakeover": True},
+         D(server_max_window_bits=15, client_max_window_bits=15), f"{PMD}; {NCT}"),
+        ({}, D(server_max_window_bits=11, client_max_window_bits=10,
+               server_no_context_takeover=True, client_no_context_takeover=True),
+         f"{PMD}; {NCT}; server_max_window_bits=11; client_max_window_bits=10"),
+        ({"serverMaxWindowBits": 8}, D(), ""),
+    ],
+    ids=["defaults", "10-9", "client-asks-9-11", "client-asks-nct", "we-impose-nct",
+         "client-asks-8-declined"],
+)
+async def test_deflate_settings_negotiate_with_node_ws_client(
+    server: Server, theirs: dict[str, object] | None, ours: wsstream.Deflate, expected: str
+) -> None:
+    args = [] if theirs is None else ["--deflate", json.dumps(theirs)]
+    report = await check_deflate_with_peer_client(server, run_node_client, ours, expected, *args)
+    assert report["extensions_header"] == expected
+    assert report["close_code"] == 1000

@@ -30,6 +30,8 @@ from tests.interop_support import (
     PEER_CLOSE_CASES,
     Recorder,
     StartPeer,
+    check_deflate_with_peer_client,
+    check_deflate_with_peer_server,
     check_echo_over_our_max_size_fails_with_1009,
     check_extensions,
     check_our_close_reaches_peer,
@@ -421,3 +423,84 @@ async def test_our_client_sends_a_message_in_parts_to_websockets(
     assert answer["frames"] == 11
     report = await peer.next_connection_report()
     assert report["received"] == 1
+
+
+# -- permessage-deflate settings, both ways ---------------------------------------
+
+D = wsstream.Deflate
+#: Our default offer (server window S, client window C) as websockets'
+#: default server (12 and 12) answers it.
+_S, _C = D().server_max_window_bits, D().client_max_window_bits
+PMD = "permessage-deflate"
+NCT = "server_no_context_takeover; client_no_context_takeover"
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs", "expected"),
+    [
+        (D(), None,
+         f"{PMD}; server_max_window_bits={min(_S, 12)}; client_max_window_bits={min(_C, 12)}"),
+        (D(server_max_window_bits=10, client_max_window_bits=11),
+         {"server_max_window_bits": 12, "client_max_window_bits": 12},
+         f"{PMD}; server_max_window_bits=10; client_max_window_bits=11"),
+        (D(server_max_window_bits=15, client_max_window_bits=15),
+         {"server_max_window_bits": 12, "client_max_window_bits": 12},
+         f"{PMD}; server_max_window_bits=12; client_max_window_bits=12"),
+        (D(server_max_window_bits=9, client_max_window_bits=9), {},
+         f"{PMD}; server_max_window_bits=9; client_max_window_bits=9"),
+        # The server limits its window more than we asked.
+        (D(server_max_window_bits=12, client_max_window_bits=15),
+         {"server_max_window_bits": 9},
+         f"{PMD}; server_max_window_bits=9"),
+        (D(server_max_window_bits=15, client_max_window_bits=15,
+           server_no_context_takeover=True, client_no_context_takeover=True),
+         {"server_max_window_bits": 12, "client_max_window_bits": 12},
+         f"{PMD}; {NCT}; server_max_window_bits=12; client_max_window_bits=12"),
+        (D(server_max_window_bits=13, client_max_window_bits=14),
+         {"server_no_context_takeover": True, "client_no_context_takeover": True},
+         f"{PMD}; {NCT}; server_max_window_bits=13; client_max_window_bits=14"),
+    ],
+    ids=["defaults", "10-11", "15-15", "9-9", "server-limits-to-9", "we-ask-nct",
+         "server-imposes-nct"],
+)
+async def test_deflate_settings_negotiate_with_websockets_server(
+    websockets_server: StartPeer, ours: wsstream.Deflate, theirs: dict[str, object] | None,
+    expected: str,
+) -> None:
+    args = [] if theirs is None else ["--deflate", json.dumps(theirs)]
+    peer = await websockets_server(*args)
+    report = await check_deflate_with_peer_server(peer, ours, expected)
+    assert report["extensions"] == expected
+
+
+@pytest.mark.parametrize(
+    ("theirs", "ours", "expected"),
+    [
+        (None, D(), f"{PMD}; server_max_window_bits={_S}; client_max_window_bits={_C}"),
+        ({}, D(server_max_window_bits=10, client_max_window_bits=9),
+         f"{PMD}; server_max_window_bits=10; client_max_window_bits=9"),
+        ({"server_max_window_bits": 9, "client_max_window_bits": 10},
+         D(server_max_window_bits=12, client_max_window_bits=12),
+         f"{PMD}; server_max_window_bits=9; client_max_window_bits=10"),
+        # A client that cannot be limited keeps its 15-bit window.
+        ({"client_max_window_bits": None}, D(server_max_window_bits=12, client_max_window_bits=10),
+         f"{PMD}; server_max_window_bits=12"),
+        ({"server_no_context_takeover": True, "client_no_context_takeover": True},
+         D(server_max_window_bits=15, client_max_window_bits=15), f"{PMD}; {NCT}"),
+        ({}, D(server_max_window_bits=11, client_max_window_bits=11,
+               server_no_context_takeover=True, client_no_context_takeover=True),
+         f"{PMD}; {NCT}; server_max_window_bits=11; client_max_window_bits=11"),
+        # An 8-bit server window cannot be written by zlib: declined.
+        ({"server_max_window_bits": 8}, D(), ""),
+    ],
+    ids=["defaults", "10-9", "client-asks-9-10", "client-unlimited", "client-asks-nct",
+         "we-impose-nct", "client-asks-8-declined"],
+)
+async def test_deflate_settings_negotiate_with_websockets_client(
+    server: Server, theirs: dict[str, object] | None, ours: wsstream.Deflate, expected: str
+) -> None:
+    args = [] if theirs is None else ["--deflate", json.dumps(theirs)]
+    report = await check_deflate_with_peer_client(
+        server, run_websockets_client, ours, expected, *args
+    )
+    assert report["extensions"] == expected

@@ -1,14 +1,17 @@
 // Node's ws as a client peer for wsstream (tests/interop/test_interop_node.py).
 //
-//   node client.mjs URL SCENARIO [--no-deflate] [--protocols a,b]
+//   node client.mjs URL SCENARIO [--no-deflate] [--deflate JSON] [--protocols a,b]
 //                   [--code N|none] [--reason TEXT]
 //
-// Prints one JSON line with what it saw, then exits.
+// Prints one JSON line with what it saw, then exits. --deflate gives ws's
+// perMessageDeflate options as a JSON object (threshold 0 unless set).
 //   big:   send 16 MiB binary and 16 MiB text, read both back, close 1000.
 //   ping:  ping with a payload, record the pong's payload, close 1000.
 //   close: send "hi", read it back, close with --code/--reason.
 //   wait:  send "hi", then read until the server closes.
 //   vanish: send "bye", then exit at once, without a Close frame.
+//   text:  send chat-sized JSON events and 64 KiB of text, read them back,
+//          close 1000 (extensions_header: the 101's Sec-WebSocket-Extensions).
 import { createHash } from "node:crypto";
 import { parseArgs } from "node:util";
 import WebSocket from "ws";
@@ -17,6 +20,7 @@ const { values, positionals } = parseArgs({
   allowPositionals: true,
   options: {
     "no-deflate": { type: "boolean", default: false },
+    deflate: { type: "string", default: "" },
     protocols: { type: "string", default: "" },
     code: { type: "string", default: "1000" },
     reason: { type: "string", default: "" },
@@ -46,11 +50,33 @@ function bigMessages() {
 }
 
 const protocols = values.protocols ? values.protocols.split(",") : [];
+// The same as compressible_messages() in tests/peers/websockets_peer.py.
+function compressibleMessages() {
+  const users = ["alice", "bob", "carol", "dave"];
+  const events = [];
+  for (let i = 0; i < 40; i++) {
+    events.push(JSON.stringify({
+      type: "message", id: i, user: users[i % 4],
+      text: `message ${i}: the build is green again, shipping the fix to staging`,
+    }));
+  }
+  let text = "";
+  for (let i = 0; i < 1200; i++) {
+    text += `line ${i}: the quick brown fox jumps over the lazy dog\n`;
+  }
+  return [...events, text.slice(0, 64 * 1024)];
+}
+
 const ws = new WebSocket(url, protocols, {
-  perMessageDeflate: !values["no-deflate"],
+  perMessageDeflate: values.deflate
+    ? { threshold: 0, ...JSON.parse(values.deflate) }
+    : !values["no-deflate"],
   maxPayload: 64 * 1024 * 1024,
 });
 const report = { sent: [], received: [] };
+ws.on("upgrade", (response) => {
+  report.extensions_header = response.headers["sec-websocket-extensions"] ?? "";
+});
 ws.on("error", (error) => {
   report.error = String(error);
 });
@@ -62,6 +88,16 @@ ws.on("open", () => {
     for (const [data, isBinary] of messages) {
       report.sent.push(digest(data, isBinary));
       ws.send(data, { binary: isBinary });
+    }
+    ws.on("message", (data, isBinary) => {
+      report.received.push(digest(data, isBinary));
+      if (report.received.length === messages.length) ws.close(1000);
+    });
+  } else if (scenario === "text") {
+    const messages = compressibleMessages();
+    for (const text of messages) {
+      report.sent.push(digest(text, false));
+      ws.send(text);
     }
     ws.on("message", (data, isBinary) => {
       report.received.push(digest(data, isBinary));

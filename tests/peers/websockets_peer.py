@@ -4,10 +4,14 @@ Run as a separate process by tests/interop/test_interop_websockets.py, so that t
 asyncio event loop never shares a process (or a GIL) with the trio tests, and
 so that "the peer went away" can be a real process death.
 
-    websockets_peer.py server [--no-compression] [--subprotocols a,b] [--max-size N]
+    websockets_peer.py server [--no-compression] [--deflate JSON] [--subprotocols a,b]
+                              [--max-size N]
 
 Prints ``PORT <n>`` once it listens on 127.0.0.1, then one JSON line per
-finished connection: ``{"path", "close_code", "close_reason", "received"}``.
+finished connection: ``{"path", "close_code", "close_reason", "received",
+"extensions"}``. ``--deflate`` gives the arguments of websockets'
+``ServerPerMessageDeflateFactory`` (``ClientPerMessageDeflateFactory`` for the
+client) as a JSON object, instead of its default permessage-deflate.
 What a connection does depends on its path:
 
 * ``/echo``: echo every message.
@@ -20,8 +24,8 @@ What a connection does depends on its path:
 * ``/digest``: read one message frame by frame (``recv_streaming``), answer
   a JSON text with its sha256, length and number of frames.
 
-    websockets_peer.py client URL SCENARIO [--no-compression] [--protocols a,b]
-                      [--max-size N] [--code N] [--reason TEXT]
+    websockets_peer.py client URL SCENARIO [--no-compression] [--deflate JSON]
+                      [--protocols a,b] [--max-size N] [--code N] [--reason TEXT]
 
 Runs one scenario against URL and prints one JSON line with what it saw:
 
@@ -36,6 +40,7 @@ Runs one scenario against URL and prints one JSON line with what it saw:
 * ``stream``: send one binary message of 64 frames of 256 KiB (an async
   iterable), read the server's JSON answer, then read one message frame by
   frame (``recv_streaming``) and report its digest and frame count.
+* ``text``: send :func:`compressible_messages`, read as many back.
 """
 
 from __future__ import annotations
@@ -53,6 +58,10 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.extensions.permessage_deflate import (
+    ClientPerMessageDeflateFactory,
+    ServerPerMessageDeflateFactory,
+)
 from websockets.typing import Subprotocol
 
 MIB = 2**20
@@ -69,6 +78,20 @@ def sample_messages() -> list[str | bytes]:
         bytes(range(256)) * 4096,
         ("0123456789abcdé" * 70000)[:MIB],
     ]
+
+
+def compressible_messages() -> list[str]:
+    """Chat-sized JSON events and 64 KiB of text: what deflate shrinks."""
+    users = ("alice", "bob", "carol", "dave")
+    events = [
+        json.dumps({
+            "type": "message", "id": i, "user": users[i % 4],
+            "text": f"message {i}: the build is green again, shipping the fix to staging",
+        }, separators=(",", ":"))  # as JSON.stringify writes it (tests/node/client.mjs)
+        for i in range(40)
+    ]
+    text = "".join(f"line {i}: the quick brown fox jumps over the lazy dog\n" for i in range(1200))
+    return [*events, text[: 64 * 1024]]
 
 
 def digest(message: str | bytes) -> dict[str, Any]:
@@ -142,6 +165,9 @@ async def _handler(ws: ServerConnection) -> None:
                 "close_code": ws.close_code,
                 "close_reason": ws.close_reason,
                 "received": received,
+                "extensions": ws.response.headers.get("Sec-WebSocket-Extensions", "")
+                if ws.response is not None
+                else "",
             }
         )
 
@@ -153,7 +179,10 @@ async def run_server(args: argparse.Namespace) -> None:
         _handler,
         "127.0.0.1",
         0,
-        compression=None if args.no_compression else "deflate",
+        compression=None if args.no_compression or args.deflate else "deflate",
+        extensions=[ServerPerMessageDeflateFactory(**json.loads(args.deflate))]
+        if args.deflate
+        else None,
         subprotocols=subprotocols,
         max_size=args.max_size,
         ping_interval=None,
@@ -203,6 +232,12 @@ async def _scenario(ws: ClientConnection, args: argparse.Namespace) -> dict[str,
         # Let the frame leave, then die without a Close frame.
         await asyncio.sleep(0)
         os._exit(0)
+    elif args.scenario == "text":
+        messages = compressible_messages()
+        for message in messages:
+            await ws.send(message)
+        result["received"] = [digest(await ws.recv()) for _ in messages]
+        await ws.close()
     elif args.scenario == "pipeline":
         payload = bytes(range(256)) * 4096
 
@@ -251,7 +286,10 @@ async def run_client(args: argparse.Namespace) -> None:
     protocols = [Subprotocol(p) for p in args.protocols.split(",")] if args.protocols else None
     async with connect(
         args.url,
-        compression=None if args.no_compression else "deflate",
+        compression=None if args.no_compression or args.deflate else "deflate",
+        extensions=[ClientPerMessageDeflateFactory(**json.loads(args.deflate))]
+        if args.deflate
+        else None,
         subprotocols=protocols,
         max_size=args.max_size,
         ping_interval=None,
@@ -273,6 +311,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     client.add_argument("--reason", default="")
     for p in (server, client):
         p.add_argument("--no-compression", action="store_true")
+        p.add_argument("--deflate", default="")
         p.add_argument("--max-size", type=int, default=2 * MIB)
     args = parser.parse_args(argv)
     asyncio.run(run_server(args) if args.mode == "server" else run_client(args))
