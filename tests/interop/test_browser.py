@@ -380,7 +380,9 @@ def _log_tail(path: Path, lines: int = 60) -> str:
     return "\n".join(kept[-lines:])
 
 
-async def run_page(chromium: str, page: str, workdir: Path) -> PageRun:
+async def run_page(chromium: str, page: str, workdir: Path, query: str = "") -> PageRun:
+    """Serve ``page`` (``query``: more of its query string), run it in
+    Chromium, and collect its report."""
     server = BrowserServer()
     log_path = workdir / "chromium.log"
     profile = workdir / "profile"
@@ -400,7 +402,7 @@ async def run_page(chromium: str, page: str, workdir: Path) -> PageRun:
             port = listeners[0].socket.getsockname()[1]
             doomed = await nursery.start(server.serve_until_shutdown)
             doomed_port = doomed[0].socket.getsockname()[1]
-            url = f"http://127.0.0.1:{port}/{page}.html?shutdown={doomed_port}"
+            url = f"http://127.0.0.1:{port}/{page}.html?shutdown={doomed_port}{query}"
             with log_path.open("wb") as log:
                 process = await trio.lowlevel.open_process(
                     [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", url],
