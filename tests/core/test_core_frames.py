@@ -328,10 +328,11 @@ def test_zlib_contexts_are_made_by_the_first_compressed_message() -> None:
     assert core.allocated == 0
     feed(core, build(TEXT, b"uncompressed"))
     assert core.allocated == 0
-    chunks = core.send_text(b"hi")
+    text = b"hi, hi, hi, hi, hi"  # long enough to shrink under deflate
+    chunks = core.send_text(text)
     assert core.allocated == 1
     (opcode, _, rsv1, payload), = read_frames(b"".join(chunks))
-    assert rsv1 and zlib.decompressobj(-15).decompress(payload + b"\x00\x00\xff\xff") == b"hi"
+    assert rsv1 and zlib.decompressobj(-15).decompress(payload + b"\x00\x00\xff\xff") == text
 
 
 def test_no_context_takeover_releases_the_contexts_after_each_message() -> None:

@@ -211,7 +211,9 @@ class Core(Receiver):
             raise RuntimeError(f"cannot send a message: the connection is {self.phase.value}")
         deflater = self._deflater
         if deflater is not None and len(data) >= deflater.min_size:
-            return frame(0xC0 | opcode, deflater.compress(data), self._client)
+            payload = deflater.compress(data)
+            if payload is not None:
+                return frame(0xC0 | opcode, payload, self._client)
         return frame(0x80 | opcode, data, self._client)
 
     def send_part(

@@ -103,7 +103,8 @@ class Deflater:
     """Our side's compressor: one message in, its compressed payload out.
 
     ``min_size``: the core sends messages shorter than this uncompressed
-    (RSV1 clear, RFC 7692 6), without touching the context."""
+    (RSV1 clear, RFC 7692 6), without touching the context. A message that
+    deflate would make longer goes uncompressed too (see :meth:`compress`)."""
 
     __slots__ = ("_compressor", "_level", "_mem_level", "_reset", "_wbits", "min_size")
 
@@ -118,7 +119,17 @@ class Deflater:
         self.min_size = min_size
         self._compressor: zlib._Compress | None = None  # made by the first message
 
-    def compress(self, data: bytes | bytearray | memoryview) -> bytes:
+    def compress(self, data: bytes | bytearray | memoryview) -> bytes | None:
+        """The message's compressed payload, or ``None`` when it would be
+        longer than the message: the caller sends it uncompressed then.
+
+        Incompressible data grows under deflate (stored blocks: 5 bytes per
+        block of ``2 ** (mem_level + 6)`` bytes, 2 % at memLevel 2), and a
+        message at a peer's size limit would then go over it. Sending it as
+        it is needs our context reset: it holds the message, which the
+        peer's decompressor will never see, and a later message must not
+        refer to it (a fresh context is always valid, 7.2.3.2's no context
+        takeover does the same)."""
         compressor = self._compressor
         if compressor is None:
             compressor = zlib.compressobj(
@@ -129,8 +140,12 @@ class Deflater:
         # context is not kept in between (memory, see the module docstring).
         self._compressor = None if self._reset else compressor
         if out.endswith(EMPTY_BLOCK):
-            return out[:-4]
-        return out  # pragma: no cover - zlib's sync flush always ends so
+            out = out[:-4]
+        if len(out) > len(data):
+            if len(data):  # an empty message left the window as it was
+                self._compressor = None
+            return None
+        return out
 
     def compress_part(self, data: bytes | bytearray | memoryview, fin: bool) -> bytes:
         """One part of a message sent in frames (RFC 7692 6.1: one deflate
