@@ -180,7 +180,7 @@ BEFORE = Candidate(12, 5, 6, True, 0)
 AXES: dict[str, Sequence[Any]] = {
     "window_bits": (9, 10, 11, 12, 15),
     "mem_level": (1, 2, 3, 4, 5, 8),
-    "level": (1, 6, 9),
+    "level": (1, 6, 7, 9),
     "takeover": (True, False),
     "min_size": (0, 16, 32, 64, 128, 256),
 }
@@ -208,7 +208,7 @@ def _compress_all(c: Candidate, messages: Sequence[bytes]) -> list[bytes | None]
     )
     out: list[bytes | None] = []
     for message in messages:
-        # The same test as the core's (Core._encode).
+        # The same tests as the core's (Core._encode).
         out.append(deflater.compress(message) if len(message) >= deflater.min_size else None)
     return out
 
@@ -273,16 +273,13 @@ def context_memory(window_bits: int, mem_level: int, message: bytes) -> tuple[in
 # -------------------------------------------------------------------- RSS
 
 
-def _settings_json(c: Candidate, client_window_bits: int) -> str:
-    return json.dumps({
-        "server_max_window_bits": c.window_bits, "client_max_window_bits": client_window_bits,
-        "server_no_context_takeover": not c.takeover, "level": c.level,
-        "mem_level": c.mem_level, "min_size": c.min_size,
-    })
+#: The server's settings before issue 16, as ``wsstream.Deflate`` arguments.
+BEFORE_SERVER = {"server_max_window_bits": 12, "client_max_window_bits": 12, "mem_level": 5,
+                 "level": 6, "min_size": 0}
 
 
 def measure_rss(
-    shortlist: Sequence[tuple[str, Candidate, int]], rounds: int, count: int
+    shortlist: Sequence[tuple[str, dict[str, Any]]], rounds: int, count: int
 ) -> list[dict[str, Any]]:
     """Server KiB per connection for each shortlisted wsstream setting and
     websockets.asyncio, in the three idle-deflate client modes."""
@@ -292,7 +289,7 @@ def measure_rss(
     modes = ("deflate", "deflate-msg", "deflate-nct-msg")
     rows: list[dict[str, Any]] = []
     entries: list[tuple[str, str, str | None]] = [
-        (name, "wsstream", _settings_json(c, client_bits)) for name, c, client_bits in shortlist
+        (name, "wsstream", json.dumps(settings)) for name, settings in shortlist
     ]
     entries.append(("websockets.asyncio defaults", "websockets.asyncio", None))
     samples: dict[tuple[str, str], list[float]] = {}
@@ -334,25 +331,71 @@ def _kib(n: int) -> str:
     return f"{n / KIB:.1f}"
 
 
+def _server_side() -> Candidate:
+    """The server's compressor under today's defaults."""
+    from wsstream import Deflate
+
+    d = Deflate()
+    return Candidate(d.server_max_window_bits, d.mem_level, d.level,
+                     not d.server_no_context_takeover, d.min_size)
+
+
+#: A browser's compressor (Chromium: memLevel 8, level 6, every message).
+BROWSER = Candidate(15, 8, 6, True, 0)
+#: The client's window bits and context takeover, as the server's answer sets them.
+CLIENT_AXES: tuple[tuple[int, bool], ...] = tuple(
+    (bits, takeover) for takeover in (True, False) for bits in (9, 10, 11, 12, 15)
+)
+
+
+def client_table(
+    results: dict[tuple[Candidate, str], Result],
+    memory: dict[tuple[int, int], tuple[int, int]],
+) -> str:
+    """The client-to-server direction: what the server's answer
+    (client_max_window_bits, client_no_context_takeover) does to a
+    browser's compression and to the server's decompressor."""
+    rows = []
+    for bits, takeover in CLIENT_AXES:
+        c = replace(BROWSER, window_bits=bits, takeover=takeover)
+        chat, bulk = results[c, "chat"], results[c, "bulk"]
+        decomp = memory[bits, 1][1] if takeover else 0
+        rows.append((
+            f"client window {bits}{'' if takeover else ', no context takeover'}",
+            f"{chat.ratio:.4f}", f"{chat.decompress_us:.1f}", f"{bulk.ratio:.4f}",
+            f"{bulk.decompress_us:.0f}", _kib(decomp),
+        ))
+    return _table(
+        ("client's compressor (memLevel 8, level 6)", "chat ratio", "chat µs/msg (d)",
+         "bulk ratio", "bulk µs/msg (d)", "server's decompressor KiB, kept"),
+        rows,
+    )
+
+
 def axis_table(
     axis: str, center: Candidate, results: dict[tuple[Candidate, str], Result],
     memory: dict[tuple[int, int], tuple[int, int]],
 ) -> str:
     rows = []
-    for value in AXES[axis]:
-        c = replace(center, **{axis: value})
+    variants = [replace(center, **{axis: value}) for value in AXES[axis]]
+    if BEFORE not in variants:
+        variants.insert(0, BEFORE)
+    for c in variants:
         chat, bulk = results[c, "chat"], results[c, "bulk"]
         comp, decomp = memory[c.window_bits, c.mem_level]
         if not c.takeover:
             comp = decomp = 0
+        mark = " (before)" if c == BEFORE else " (defaults)" if c == center else ""
         rows.append((
-            c.label() + (" (before)" if c == BEFORE else ""),
-            f"{chat.ratio:.4f}", f"{chat.cpu_us:.1f}", f"{chat.compressed_share:.0%}",
-            f"{bulk.ratio:.4f}", f"{bulk.cpu_us:.0f}", _kib(comp), _kib(decomp),
+            c.label() + mark,
+            f"{chat.ratio:.4f}", f"{chat.compress_us:.1f} + {chat.decompress_us:.1f}",
+            f"{chat.compressed_share:.0%}",
+            f"{bulk.ratio:.4f}", f"{bulk.compress_us:.0f} + {bulk.decompress_us:.0f}",
+            _kib(comp), _kib(decomp),
         ))
     return _table(
-        ("setting", "chat ratio", "chat µs/msg", "chat compressed", "bulk ratio",
-         "bulk µs/msg", "compressor KiB", "decompressor KiB"),
+        ("setting", "chat ratio", "chat µs/msg (c + d)", "chat compressed", "bulk ratio",
+         "bulk µs/msg (c + d)", "compressor KiB", "decompressor KiB"),
         rows,
     )
 
@@ -364,19 +407,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--center", default="",
                         help="the setting the one-axis tables vary around, as JSON of Candidate "
-                             "fields (default: the defaults before issue 16)")
+                             "fields (default: the server side of wsstream.Deflate())")
     parser.add_argument("--repeat", type=int, default=5, help="timing passes (best is kept)")
     parser.add_argument("--rss", action="store_true",
                         help="also measure server RSS per connection for the shortlist")
     parser.add_argument("--shortlist", default="",
-                        help="JSON list of [name, Candidate fields, client_window_bits] for --rss "
-                             "(default: the before and after defaults)")
+                        help="JSON list of [name, wsstream.Deflate arguments] for --rss "
+                             "(default: the settings before issue 16 and today's defaults)")
     parser.add_argument("--rounds", type=int, default=3, help="RSS rounds (median)")
     parser.add_argument("--connections", type=int, default=1000)
     parser.add_argument("--json", default="", help="also write every result to this file")
     args = parser.parse_args(argv)
 
-    center = Candidate(**json.loads(args.center)) if args.center else BEFORE
+    center = Candidate(**json.loads(args.center)) if args.center else _server_side()
     data = {name: make() for name, make in WORKLOADS.items()}
     chat_sizes = sorted(map(len, data["chat"]))
     print(f"chat: {len(chat_sizes)} events, {sum(chat_sizes)} bytes, sizes "
@@ -389,6 +432,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         replace(c, **{axis: value})
         for c in (center, BEFORE) for axis in AXES for value in AXES[axis]
     }
+    candidates |= {replace(BROWSER, window_bits=b, takeover=t) for b, t in CLIENT_AXES}
     # The grid of what changes memory, at two levels (min_size changes
     # neither memory nor, above the shortest messages, much else: its axis).
     candidates |= {
@@ -409,6 +453,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(axis_table(axis, center, results, memory))
         print()
 
+    print("### the client's direction: what the server's answer sets\n")
+    print(client_table(results, memory))
+    print()
+
     print("### memory of the zlib contexts after one message (KiB, tracemalloc)\n")
     print(_table(
         ("window bits", *(f"compressor m{m}" for m in AXES["mem_level"]), "decompressor"),
@@ -426,10 +474,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         key=lambda r: (memory[r.candidate.window_bits, r.candidate.mem_level][0], r.ratio),
     )
     print(_table(
-        ("setting", "chat ratio", "chat µs/msg", "bulk ratio", "bulk µs/msg", "compressor KiB"),
-        ((r.candidate.label(), f"{r.ratio:.4f}", f"{r.cpu_us:.1f}",
+        ("setting", "chat ratio", "chat µs/msg (c + d)", "bulk ratio", "bulk µs/msg (c + d)",
+         "compressor KiB"),
+        ((r.candidate.label(), f"{r.ratio:.4f}",
+          f"{r.compress_us:.1f} + {r.decompress_us:.1f}",
           f"{results[r.candidate, 'bulk'].ratio:.4f}",
-          f"{results[r.candidate, 'bulk'].cpu_us:.0f}",
+          f"{results[r.candidate, 'bulk'].compress_us:.0f} + "
+          f"{results[r.candidate, 'bulk'].decompress_us:.0f}",
           _kib(memory[r.candidate.window_bits, r.candidate.mem_level][0]))
          for r in fits[:15]),
     ))
@@ -437,19 +488,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     rss_rows: list[dict[str, Any]] = []
     if args.rss:
-        if args.shortlist:
-            shortlist = [(name, Candidate(**fields), bits)
-                         for name, fields, bits in json.loads(args.shortlist)]
-        else:
-            from wsstream import Deflate
-
-            now = Deflate()
-            shortlist = [
-                ("before", BEFORE, 12),
-                ("defaults", Candidate(now.server_max_window_bits, now.mem_level, now.level,
-                                       not now.server_no_context_takeover, now.min_size),
-                 now.client_max_window_bits),
-            ]
+        shortlist = (
+            [(name, settings) for name, settings in json.loads(args.shortlist)]
+            if args.shortlist else [("before", BEFORE_SERVER), ("defaults", {})]
+        )
         rss_rows = measure_rss(shortlist, args.rounds, args.connections)
         print(f"### server RSS per connection at {args.connections:,} connections "
               f"(KiB, median of {args.rounds})\n")

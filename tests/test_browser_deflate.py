@@ -30,24 +30,29 @@ D = wsstream.Deflate
 _S, _C = D().server_max_window_bits, D().client_max_window_bits
 PMD = "permessage-deflate"
 NCT = "server_no_context_takeover; client_no_context_takeover"
+#: Our answers under the default client_no_context_takeover (None).
+PMD_CNCT = f"{PMD}; client_no_context_takeover"
 
 #: (id, our server's settings, the 101's Sec-WebSocket-Extensions).
 CASES: Sequence[tuple[str, wsstream.Deflate, str]] = [
-    ("defaults", D(), f"{PMD}; server_max_window_bits={_S}; client_max_window_bits={_C}"),
+    ("defaults", D(), f"{PMD_CNCT}; server_max_window_bits={_S}; client_max_window_bits={_C}"),
+    ("context-kept", D(client_no_context_takeover=False),
+     f"{PMD}; server_max_window_bits={_S}; client_max_window_bits={_C}"),
     ("9-9", D(server_max_window_bits=9, client_max_window_bits=9),
-     f"{PMD}; server_max_window_bits=9; client_max_window_bits=9"),
+     f"{PMD_CNCT}; server_max_window_bits=9; client_max_window_bits=9"),
     ("10-15", D(server_max_window_bits=10, client_max_window_bits=15),
-     f"{PMD}; server_max_window_bits=10"),
-    ("15-15", D(server_max_window_bits=15, client_max_window_bits=15), PMD),
+     f"{PMD_CNCT}; server_max_window_bits=10"),
+    ("15-15", D(server_max_window_bits=15, client_max_window_bits=15,
+                client_no_context_takeover=False), PMD),
     ("nct-11-12", D(server_max_window_bits=11, client_max_window_bits=12,
                     server_no_context_takeover=True, client_no_context_takeover=True),
      f"{PMD}; {NCT}; server_max_window_bits=11; client_max_window_bits=12"),
     ("server-nct-15-10", D(server_max_window_bits=15, client_max_window_bits=10,
-                           server_no_context_takeover=True),
+                           server_no_context_takeover=True, client_no_context_takeover=False),
      f"{PMD}; server_no_context_takeover; client_max_window_bits=10"),
     # The chat events go uncompressed (RSV1 clear), the 64 KiB compressed.
     ("min-size-level-mem", D(min_size=1024, level=9, mem_level=1),
-     f"{PMD}; server_max_window_bits={_S}; client_max_window_bits={_C}"),
+     f"{PMD_CNCT}; server_max_window_bits={_S}; client_max_window_bits={_C}"),
 ]
 
 

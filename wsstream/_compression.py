@@ -40,6 +40,13 @@ def _flag(instance: Deflate, attribute: attrs.Attribute[bool], value: bool) -> N
         raise TypeError(f"{attribute.name} must be a bool")
 
 
+def _optional_flag(
+    instance: Deflate, attribute: attrs.Attribute[bool | None], value: bool | None
+) -> None:
+    if value is not None and not isinstance(value, bool):
+        raise TypeError(f"{attribute.name} must be a bool or None")
+
+
 def _int(name: str, value: object) -> None:
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"{name} must be an int")
@@ -67,10 +74,13 @@ def _min_size(instance: Deflate, attribute: attrs.Attribute[int], value: int) ->
 class Deflate:
     """permessage-deflate (RFC 7692) settings, for ``compression=``.
 
-    ``compression="deflate"`` means ``Deflate()``, these defaults (chosen
-    from measurements, see the compression guide). Every argument is
-    keyword-only; a wrong type raises :class:`TypeError`, a value out of
-    range :class:`ValueError`.
+    ``compression="deflate"`` means ``Deflate()``. The defaults, chosen
+    from measurements (the compression guide has the tables), keep a
+    server's memory per connection low without compressing small messages
+    any worse than before: 12-bit windows, ``mem_level=2``, ``level=7``,
+    clients asked to reset their context after every message, every
+    message compressed. Every argument is keyword-only; a wrong type
+    raises :class:`TypeError`, a value out of range :class:`ValueError`.
 
     * ``server_max_window_bits``, ``client_max_window_bits`` (9-15): the
       base-2 logarithm of the LZ77 window of the server's and the client's
@@ -85,7 +95,13 @@ class Deflate:
     * ``server_no_context_takeover``, ``client_no_context_takeover``: that
       side's compressor starts afresh with every message, so both ends
       release that direction's zlib contexts between messages (less memory
-      per idle connection, a much worse ratio on small messages).
+      per idle connection, a much worse ratio on small messages). A server
+      sets them in its answer; a client offers them, and follows a server
+      that sets them. ``client_no_context_takeover=None``, the default,
+      depends on the side: a server asks clients for it (their small
+      messages compress worse, but the server keeps no decompressor per
+      idle connection), a client does not offer it (what it sends keeps
+      its ratio).
     * ``level`` (0-9) and ``mem_level`` (1-9): zlib's compression level and
       memory level for this side's compressor (``mem_level`` sizes its hash
       table and its symbol buffer: ``2 ** (mem_level + 9)`` bytes each).
@@ -99,9 +115,9 @@ class Deflate:
     server_max_window_bits: int = attrs.field(default=12, validator=_window_bits)
     client_max_window_bits: int = attrs.field(default=12, validator=_window_bits)
     server_no_context_takeover: bool = attrs.field(default=False, validator=_flag)
-    client_no_context_takeover: bool = attrs.field(default=False, validator=_flag)
-    level: int = attrs.field(default=6, validator=_level)
-    mem_level: int = attrs.field(default=5, validator=_mem_level)
+    client_no_context_takeover: bool | None = attrs.field(default=None, validator=_optional_flag)
+    level: int = attrs.field(default=7, validator=_level)
+    mem_level: int = attrs.field(default=2, validator=_mem_level)
     min_size: int = attrs.field(default=0, validator=_min_size)
 
 
@@ -122,9 +138,11 @@ def client_offers(settings: Deflate) -> list[ClientPerMessageDeflateFactory]:
         settings.client_max_window_bits if settings.client_max_window_bits < 15 else True
     )
     compress_settings = {"memLevel": settings.mem_level}
+    # None: a client does not offer it (see Deflate).
+    reset = bool(settings.client_no_context_takeover)
     first = ClientPerMessageDeflateFactory(
         server_no_context_takeover=settings.server_no_context_takeover,
-        client_no_context_takeover=settings.client_no_context_takeover,
+        client_no_context_takeover=reset,
         server_max_window_bits=(
             settings.server_max_window_bits if settings.server_max_window_bits < 15 else None
         ),
@@ -134,7 +152,7 @@ def client_offers(settings: Deflate) -> list[ClientPerMessageDeflateFactory]:
     if settings.server_max_window_bits == 15 and not settings.server_no_context_takeover:
         return [first]
     fallback = ClientPerMessageDeflateFactory(
-        client_no_context_takeover=settings.client_no_context_takeover,
+        client_no_context_takeover=reset,
         client_max_window_bits=client_bits,
         compress_settings=compress_settings,
     )
@@ -147,7 +165,8 @@ def server_factory(settings: Deflate) -> ServerPerMessageDeflateFactory:
     (7.1.2); an offer asking for an 8-bit server window is declined."""
     return ServerPerMessageDeflateFactory(
         server_no_context_takeover=settings.server_no_context_takeover,
-        client_no_context_takeover=settings.client_no_context_takeover,
+        # None: a server asks for it (see Deflate).
+        client_no_context_takeover=settings.client_no_context_takeover is not False,
         server_max_window_bits=(
             settings.server_max_window_bits if settings.server_max_window_bits < 15 else None
         ),
@@ -172,7 +191,7 @@ def settle(params: DeflateParams, settings: Deflate, *, client: bool) -> Deflate
     those, so this is a safeguard).
     """
     if client:
-        bits, reset = settings.client_max_window_bits, settings.client_no_context_takeover
+        bits, reset = settings.client_max_window_bits, bool(settings.client_no_context_takeover)
     else:
         bits, reset = settings.server_max_window_bits, settings.server_no_context_takeover
     local_bits = min(params.local_max_window_bits, bits)

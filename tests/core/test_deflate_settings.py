@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import zlib
 from typing import Any
 
@@ -16,8 +17,8 @@ import trio
 import trio.testing
 
 import wsstream
-from tests.core.wire import BINARY, TEXT, read_frames
-from wsstream._compression import DEFAULT_DEFLATE, client_offers, settle
+from tests.core.wire import BINARY, TEXT, build, read_frames
+from wsstream._compression import DEFAULT_DEFLATE, client_offers, server_factory, settle
 from wsstream._handshake import (
     ClientHandshake,
     Handshake,
@@ -31,6 +32,8 @@ from wsstream._protocol import Core, DeflateParams
 from wsstream._url import parse_url
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#: How our server's answers begin under the default client_no_context_takeover.
+PMD_CNCT = "permessage-deflate; client_no_context_takeover"
 
 # -- the settings object ---------------------------------------------------
 
@@ -61,7 +64,7 @@ def test_deflate_settings_are_frozen_and_keyword_only() -> None:
         ({"server_max_window_bits": 12.0}, TypeError),
         ({"server_max_window_bits": True}, TypeError),
         ({"server_no_context_takeover": 1}, TypeError),
-        ({"client_no_context_takeover": None}, TypeError),
+        ({"client_no_context_takeover": "yes"}, TypeError),
         ({"level": -1}, ValueError),
         ({"level": 10}, ValueError),
         ({"level": False}, TypeError),
@@ -197,11 +200,24 @@ async def client_against(
 async def test_defaults_negotiate_the_default_windows_both_ways() -> None:
     client, server = await negotiate(DEFAULT_DEFLATE, DEFAULT_DEFLATE)
     s, c = DEFAULT_DEFLATE.server_max_window_bits, DEFAULT_DEFLATE.client_max_window_bits
+    # The server asks the client to reset its context (client_no_context_
+    # takeover=None): it then keeps no decompressor between messages.
     assert client.extensions == server.extensions == (
-        f"permessage-deflate; server_max_window_bits={s}; client_max_window_bits={c}"
+        f"permessage-deflate; client_no_context_takeover; server_max_window_bits={s}; "
+        f"client_max_window_bits={c}"
     )
-    assert params(client.deflate) == (c, s, False, False)
-    assert params(server.deflate) == (s, c, False, False)
+    assert params(client.deflate) == (c, s, True, False)
+    assert params(server.deflate) == (s, c, False, True)
+
+
+def test_client_no_context_takeover_defaults_by_side() -> None:
+    # None: a client does not offer it, a server asks for it.
+    offers = [factory.get_request_params() for factory in client_offers(DEFAULT_DEFLATE)]
+    assert all(("client_no_context_takeover", None) not in offer for offer in offers)
+    assert server_factory(DEFAULT_DEFLATE).client_no_context_takeover is True
+    assert server_factory(
+        wsstream.Deflate(client_no_context_takeover=False)
+    ).client_no_context_takeover is False
 
 
 @pytest.mark.parametrize("server_bits", [9, 10, 12, 15])
@@ -214,13 +230,13 @@ async def test_each_window_size_is_negotiated_both_ways(server_bits: int, client
     client, server = await negotiate(wsstream.Deflate(
         server_max_window_bits=15, client_max_window_bits=15
     ), settings)
-    assert params(client.deflate) == (client_bits, server_bits, False, False)
-    assert params(server.deflate) == (server_bits, client_bits, False, False)
+    assert params(client.deflate)[:2] == (client_bits, server_bits)
+    assert params(server.deflate)[:2] == (server_bits, client_bits)
     client, server = await negotiate(settings, wsstream.Deflate(
         server_max_window_bits=15, client_max_window_bits=15
     ))
-    assert params(client.deflate) == (client_bits, server_bits, False, False)
-    assert params(server.deflate) == (server_bits, client_bits, False, False)
+    assert params(client.deflate)[:2] == (client_bits, server_bits)
+    assert params(server.deflate)[:2] == (server_bits, client_bits)
 
 
 async def test_the_smaller_window_of_the_two_sides_wins() -> None:
@@ -228,8 +244,8 @@ async def test_the_smaller_window_of_the_two_sides_wins() -> None:
         wsstream.Deflate(server_max_window_bits=10, client_max_window_bits=13),
         wsstream.Deflate(server_max_window_bits=12, client_max_window_bits=11),
     )
-    assert params(client.deflate) == (11, 10, False, False)
-    assert params(server.deflate) == (10, 11, False, False)
+    assert params(client.deflate)[:2] == (11, 10)
+    assert params(server.deflate)[:2] == (10, 11)
 
 
 @pytest.mark.parametrize(
@@ -351,31 +367,38 @@ async def test_an_answer_above_the_requested_server_window_is_taken_by_the_fallb
         # What browsers send.
         ("permessage-deflate; client_max_window_bits",
          wsstream.Deflate(server_max_window_bits=12, client_max_window_bits=10),
+         f"{PMD_CNCT}; server_max_window_bits=12; client_max_window_bits=10",
+         (12, 10, False, True)),
+        # The same, the client keeping its context.
+        ("permessage-deflate; client_max_window_bits",
+         wsstream.Deflate(server_max_window_bits=12, client_max_window_bits=10,
+                          client_no_context_takeover=False),
          "permessage-deflate; server_max_window_bits=12; client_max_window_bits=10",
          (12, 10, False, False)),
         # A client that cannot be limited keeps its 15.
         ("permessage-deflate",
          wsstream.Deflate(server_max_window_bits=12, client_max_window_bits=10),
-         "permessage-deflate; server_max_window_bits=12", (12, 15, False, False)),
+         f"{PMD_CNCT}; server_max_window_bits=12", (12, 15, False, True)),
         # A client's hint below our setting is kept; 8 is read with 9.
         ("permessage-deflate; client_max_window_bits=8",
          wsstream.Deflate(client_max_window_bits=10),
-         f"permessage-deflate; server_max_window_bits="
+         f"{PMD_CNCT}; server_max_window_bits="
          f"{DEFAULT_DEFLATE.server_max_window_bits}; client_max_window_bits=8",
-         (DEFAULT_DEFLATE.server_max_window_bits, 9, False, False)),
+         (DEFAULT_DEFLATE.server_max_window_bits, 9, False, True)),
         # A client asking for a smaller server window gets it.
         ("permessage-deflate; server_max_window_bits=9; client_max_window_bits",
          wsstream.Deflate(server_max_window_bits=12, client_max_window_bits=12),
-         "permessage-deflate; server_max_window_bits=9; client_max_window_bits=12",
-         (9, 12, False, False)),
-        # 15 both ways: nothing to say.
+         f"{PMD_CNCT}; server_max_window_bits=9; client_max_window_bits=12",
+         (9, 12, False, True)),
+        # 15 both ways and the client's context kept: nothing to say.
         ("permessage-deflate; client_max_window_bits",
-         wsstream.Deflate(server_max_window_bits=15, client_max_window_bits=15),
+         wsstream.Deflate(server_max_window_bits=15, client_max_window_bits=15,
+                          client_no_context_takeover=False),
          "permessage-deflate", (15, 15, False, False)),
         # An offer for an 8-bit server window is declined; the next is taken.
         ("permessage-deflate; server_max_window_bits=8, permessage-deflate",
          wsstream.Deflate(server_max_window_bits=12, client_max_window_bits=12),
-         "permessage-deflate; server_max_window_bits=12", (12, 15, False, False)),
+         f"{PMD_CNCT}; server_max_window_bits=12", (12, 15, False, True)),
         # The client's no-context-takeover hint lets our decompressor go.
         ("permessage-deflate; client_no_context_takeover; server_no_context_takeover",
          wsstream.Deflate(server_max_window_bits=15, client_max_window_bits=15),
@@ -435,13 +458,49 @@ def test_messages_under_min_size_go_uncompressed() -> None:
     assert core.allocated == 1
 
 
-def test_level_and_mem_level_reach_the_compressor() -> None:
-    text = b"a message that deflate would shrink " * 20
-    stored = opened_core(level=0)
-    (_, _, rsv1, payload), = read_frames(b"".join(stored.send_binary(text)))
-    assert rsv1 and text in payload  # level 0: stored blocks
-    small = opened_core(level=9, mem_level=1)
-    (_, _, rsv1, payload), = read_frames(b"".join(small.send_binary(text)))
-    assert rsv1 and len(payload) < len(text) // 4
-    assert zlib.decompressobj(-12).decompress(payload + b"\x00\x00\xff\xff") == text
+@pytest.mark.parametrize(("level", "mem_level"), [(1, 1), (7, 2), (9, 9)])
+def test_level_and_mem_level_reach_the_compressor(level: int, mem_level: int) -> None:
+    # zlib is deterministic: the payload is what these settings produce.
+    text = b"".join(b"message %d: a message that deflate would shrink; " % i for i in range(400))
+    core = opened_core(level=level, mem_level=mem_level)
+    (_, _, rsv1, payload), = read_frames(b"".join(core.send_binary(text)))
+    reference = zlib.compressobj(level, zlib.DEFLATED, -12, mem_level)
+    assert rsv1
+    assert payload + b"\x00\x00\xff\xff" == (
+        reference.compress(text) + reference.flush(zlib.Z_SYNC_FLUSH)
+    )
 
+
+
+def test_a_message_deflate_would_grow_goes_uncompressed_and_resets_the_context() -> None:
+    core = opened_core(mem_level=2)
+    peer = zlib.decompressobj(-12)  # the peer's, with context takeover
+    text = b"the same words again and again, " * 8
+    (_, _, rsv1, payload), = read_frames(b"".join(core.send_text(text)))
+    assert rsv1 and peer.decompress(payload + b"\x00\x00\xff\xff") == text
+    noise = os.urandom(4096)
+    (frame,) = read_frames(b"".join(core.send_binary(noise)))
+    assert frame == (BINARY, True, False, noise)  # as it is, RSV1 clear
+    assert core.allocated == 0  # the context that saw the noise is gone
+    # The next message refers to nothing the peer did not see.
+    (_, _, rsv1, payload), = read_frames(b"".join(core.send_text(text)))
+    assert rsv1 and peer.decompress(payload + b"\x00\x00\xff\xff") == text
+    # An empty message leaves the context alone.
+    (frame,) = read_frames(b"".join(core.send_text(b"")))
+    assert frame == (TEXT, True, False, b"")
+    assert core.allocated == 1
+
+
+def test_a_max_sized_incompressible_message_from_a_mem_level_1_encoder_is_accepted() -> None:
+    # zlib at memLevel 1 writes a stored block per 128 bytes: 3.9 % more.
+    limit = 2**16
+    core = Core(client=False, max_message_size=limit)
+    core.open(DeflateParams())
+    noise = os.urandom(limit)
+    encoder = zlib.compressobj(6, zlib.DEFLATED, -15, 1)
+    payload = (encoder.compress(noise) + encoder.flush(zlib.Z_SYNC_FLUSH))[:-4]
+    assert len(payload) > limit * 1.03
+    core.receive_data(build(BINARY, payload, rsv1=True))
+    while core.parse():
+        pass
+    assert core.take_messages() == [noise]

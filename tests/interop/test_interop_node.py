@@ -250,6 +250,8 @@ D = wsstream.Deflate
 _S, _C = D().server_max_window_bits, D().client_max_window_bits
 PMD = "permessage-deflate"
 NCT = "server_no_context_takeover; client_no_context_takeover"
+#: Our server's answers under the default client_no_context_takeover (None).
+PMD_CNCT = f"{PMD}; client_no_context_takeover"
 
 
 @pytest.mark.parametrize(
@@ -286,11 +288,11 @@ async def test_deflate_settings_negotiate_with_node_ws_server(
 @pytest.mark.parametrize(
     ("theirs", "ours", "expected"),
     [
-        (None, D(), f"{PMD}; server_max_window_bits={_S}; client_max_window_bits={_C}"),
+        (None, D(), f"{PMD_CNCT}; server_max_window_bits={_S}; client_max_window_bits={_C}"),
         ({}, D(server_max_window_bits=10, client_max_window_bits=9),
-         f"{PMD}; server_max_window_bits=10; client_max_window_bits=9"),
+         f"{PMD_CNCT}; server_max_window_bits=10; client_max_window_bits=9"),
         ({"serverMaxWindowBits": 9, "clientMaxWindowBits": 11},
-         D(server_max_window_bits=12, client_max_window_bits=12),
+         D(server_max_window_bits=12, client_max_window_bits=12, client_no_context_takeover=False),
          f"{PMD}; server_max_window_bits=9; client_max_window_bits=11"),
         ({"serverNoContextTakeover": True, "clientNoContextTakeover": True},
          D(server_max_window_bits=15, client_max_window_bits=15), f"{PMD}; {NCT}"),

@@ -99,6 +99,7 @@ async def test_client_round_trips_text_and_binary_through_websockets_server(
         "close_code": 1000,
         "close_reason": "done",
         "received": len(messages),
+        "extensions": extensions,
     }
 
 
@@ -433,6 +434,8 @@ D = wsstream.Deflate
 _S, _C = D().server_max_window_bits, D().client_max_window_bits
 PMD = "permessage-deflate"
 NCT = "server_no_context_takeover; client_no_context_takeover"
+#: Our server's answers under the default client_no_context_takeover (None).
+PMD_CNCT = f"{PMD}; client_no_context_takeover"
 
 
 @pytest.mark.parametrize(
@@ -476,15 +479,15 @@ async def test_deflate_settings_negotiate_with_websockets_server(
 @pytest.mark.parametrize(
     ("theirs", "ours", "expected"),
     [
-        (None, D(), f"{PMD}; server_max_window_bits={_S}; client_max_window_bits={_C}"),
+        (None, D(), f"{PMD_CNCT}; server_max_window_bits={_S}; client_max_window_bits={_C}"),
         ({}, D(server_max_window_bits=10, client_max_window_bits=9),
-         f"{PMD}; server_max_window_bits=10; client_max_window_bits=9"),
+         f"{PMD_CNCT}; server_max_window_bits=10; client_max_window_bits=9"),
         ({"server_max_window_bits": 9, "client_max_window_bits": 10},
-         D(server_max_window_bits=12, client_max_window_bits=12),
+         D(server_max_window_bits=12, client_max_window_bits=12, client_no_context_takeover=False),
          f"{PMD}; server_max_window_bits=9; client_max_window_bits=10"),
         # A client that cannot be limited keeps its 15-bit window.
         ({"client_max_window_bits": None}, D(server_max_window_bits=12, client_max_window_bits=10),
-         f"{PMD}; server_max_window_bits=12"),
+         f"{PMD_CNCT}; server_max_window_bits=12"),
         ({"server_no_context_takeover": True, "client_no_context_takeover": True},
          D(server_max_window_bits=15, client_max_window_bits=15), f"{PMD}; {NCT}"),
         ({}, D(server_max_window_bits=11, client_max_window_bits=11,
