@@ -130,17 +130,7 @@ class Deflater:
         peer's decompressor will never see, and a later message must not
         refer to it (a fresh context is always valid, 7.2.3.2's no context
         takeover does the same)."""
-        compressor = self._compressor
-        if compressor is None:
-            compressor = zlib.compressobj(
-                self._level, zlib.DEFLATED, -self._wbits, self._mem_level
-            )
-        out = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
-        # Without context takeover the next message starts afresh; the
-        # context is not kept in between (memory, see the module docstring).
-        self._compressor = None if self._reset else compressor
-        if out.endswith(EMPTY_BLOCK):
-            out = out[:-4]
+        out = self._deflate(data, True)
         if len(out) > len(data):
             if len(data):  # an empty message left the window as it was
                 self._compressor = None
@@ -151,15 +141,25 @@ class Deflater:
         """One part of a message sent in frames (RFC 7692 6.1: one deflate
         stream across the frames); each part is flushed, so it can be
         decompressed as soon as it arrives, and only the last loses its
-        empty block."""
-        if fin:
-            return self.compress(data)
+        empty block. Always compressed: the first frame set RSV1 for the
+        whole message."""
+        return self._deflate(data, fin)
+
+    def _deflate(self, data: bytes | bytearray | memoryview, last: bool) -> bytes:
         compressor = self._compressor
         if compressor is None:
             compressor = self._compressor = zlib.compressobj(
                 self._level, zlib.DEFLATED, -self._wbits, self._mem_level
             )
-        return compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        out = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        if last:
+            # Without context takeover the next message starts afresh; the
+            # context is not kept in between (memory, see the module docstring).
+            if self._reset:
+                self._compressor = None
+            if out.endswith(EMPTY_BLOCK):
+                out = out[:-4]
+        return out
 
     @property
     def allocated(self) -> bool:
