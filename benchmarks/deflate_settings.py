@@ -275,7 +275,7 @@ def context_memory(window_bits: int, mem_level: int, message: bytes) -> tuple[in
 
 #: The server's settings before issue 16, as ``wsstream.Deflate`` arguments.
 BEFORE_SERVER = {"server_max_window_bits": 12, "client_max_window_bits": 12, "mem_level": 5,
-                 "level": 6, "min_size": 0}
+                 "level": 6, "min_size": 0, "client_no_context_takeover": False}
 
 
 def measure_rss(

@@ -104,12 +104,14 @@ class Deflate:
       its ratio).
     * ``level`` (0-9) and ``mem_level`` (1-9): zlib's compression level and
       memory level for this side's compressor (``mem_level`` sizes its hash
-      table and its symbol buffer: ``2 ** (mem_level + 9)`` bytes each).
+      table and its symbol buffer: ``2 ** (mem_level + 8)`` bytes each).
     * ``min_size`` (bytes, 0 or more): messages shorter than this are sent
       uncompressed (RFC 7692 6: a sender may leave any message
-      uncompressed); a short message saves little and costs a zlib call, and
-      a connection that only sends short messages never makes a compressor.
-      It counts the encoded payload (UTF-8 for text).
+      uncompressed), sparing a zlib call each, and a connection that only
+      sends short messages never makes a compressor. With context takeover
+      even short messages shrink, hence 0 by default. It counts the encoded
+      payload (UTF-8 for text). A message deflate would make longer is sent
+      uncompressed whatever ``min_size``.
     """
 
     server_max_window_bits: int = attrs.field(default=12, validator=_window_bits)
