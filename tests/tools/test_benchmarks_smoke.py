@@ -64,3 +64,21 @@ def test_harness_flood_and_default_idle_scenarios(
     assert "| connect+echo, flood of empty continuation frames | ms median (p99) |" in md
     assert "| ↳ flood frames the server took in | k frames/s |" in md
     assert "idle memory, 50 conns, defaults, deflate offered, 1 msg each way" in md
+
+
+def test_deflate_settings_measures_ratio_cpu_and_memory() -> None:
+    # The workloads are fixed by their seeds, and a measurement of one
+    # candidate gives a ratio, timings and the contexts' memory.
+    from benchmarks import deflate_settings as ds
+
+    chat = ds.chat_events(200)
+    assert chat == ds.chat_events(200)
+    assert all(20 <= len(event) <= 300 for event in chat)
+    result = ds.measure(ds.Candidate(), "chat", chat, repeat=1)
+    assert 0.2 < result.ratio < 0.8
+    assert result.compress_us > 0 and result.decompress_us > 0
+    nct = ds.measure(ds.Candidate(takeover=False), "chat", chat, repeat=1)
+    assert nct.ratio > result.ratio  # no context: small messages shrink less
+    compressor, decompressor = ds.context_memory(12, 2, chat[0])
+    assert 20 * 1024 < compressor < 30 * 1024
+    assert 8 * 1024 < decompressor < 16 * 1024
