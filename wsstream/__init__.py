@@ -3,7 +3,7 @@
 The guide is in docs/; the public names are exactly those in ``__all__``.
 """
 
-from ._compression import Deflate
+from ._endpoints.compression import Deflate
 from ._endpoints.http import Headers, Request, Response
 from ._endpoints.listen import serve, serve_unix
 from ._endpoints.reconnect import ReconnectInfo, connect_forever

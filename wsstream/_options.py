@@ -10,7 +10,7 @@ from typing import Literal, NamedTuple, TypedDict
 import attrs
 import trio
 
-from ._compression import DEFAULT_DEFLATE, Deflate
+from ._endpoints.compression import DEFAULT_DEFLATE, Deflate
 from ._endpoints.http import HeadersLike
 
 __all__ = [

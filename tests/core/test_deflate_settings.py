@@ -18,18 +18,18 @@ import trio.testing
 
 import wsstream
 from tests.core.wire import BINARY, TEXT, build, read_frames
-from wsstream._compression import DEFAULT_DEFLATE, client_offers, server_factory, settle
-from wsstream._handshake import (
+from wsstream._endpoints.compression import DEFAULT_DEFLATE, client_offers, server_factory, settle
+from wsstream._endpoints.handshake import (
     ClientHandshake,
     Handshake,
     HandshakeFailure,
     ServerHandshake,
     ServerHooks,
 )
-from wsstream._http import Headers, Request, Response
+from wsstream._endpoints.http import Headers, Request, Response
+from wsstream._endpoints.url import parse_url
 from wsstream._options import Options
 from wsstream._protocol import Core, DeflateParams
-from wsstream._url import parse_url
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #: How our server's answers begin under the default client_no_context_takeover.

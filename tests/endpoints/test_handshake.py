@@ -7,7 +7,7 @@ import pytest
 import trio
 import trio.testing
 
-from wsstream._compression import DEFAULT_DEFLATE, Deflate
+from wsstream._endpoints.compression import DEFAULT_DEFLATE, Deflate
 from wsstream._endpoints.handshake import (
     ClientHandshake,
     Handshake,

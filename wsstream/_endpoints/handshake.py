@@ -26,8 +26,8 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 import attrs
 import trio
 
-from .._compression import Deflate, client_offers, server_factory, settle
 from .._protocol import DeflateParams
+from .compression import Deflate, client_offers, server_factory, settle
 from .http import Headers, Request, Response
 from .origin import origin_allowed
 from .url import WebSocketURL

@@ -12,7 +12,7 @@ Which setting binds whom (RFC 7692 7.1):
   this side's compressor only.
 
 The negotiation itself is websockets' extension factories (documented API,
-imported through ``_websockets``); :func:`settle` then makes sure our
+imported through ``websockets``, this package's module); :func:`settle` then makes sure our
 compressor never exceeds our own settings, whatever the peer answered.
 """
 
@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import attrs
 
-from ._endpoints.websockets import ClientPerMessageDeflateFactory, ServerPerMessageDeflateFactory
-from ._protocol import DeflateParams
+from .._protocol import DeflateParams
+from .websockets import ClientPerMessageDeflateFactory, ServerPerMessageDeflateFactory
 
 __all__ = ["DEFAULT_DEFLATE", "Deflate", "client_offers", "server_factory", "settle"]
 
