@@ -235,8 +235,10 @@ async def test_each_window_size_is_negotiated_both_ways(server_bits: int, client
     client, server = await negotiate(settings, wsstream.Deflate(
         server_max_window_bits=15, client_max_window_bits=15
     ))
+    # The client keeps to its own window without telling (no hint in its
+    # offer), so a server that sets none decompresses with 15.
     assert params(client.deflate)[:2] == (client_bits, server_bits)
-    assert params(server.deflate)[:2] == (server_bits, client_bits)
+    assert params(server.deflate)[:2] == (server_bits, 15)
 
 
 async def test_the_smaller_window_of_the_two_sides_wins() -> None:
@@ -288,8 +290,8 @@ def test_the_client_asks_for_the_server_settings_then_falls_back() -> None:
     settings = wsstream.Deflate(server_max_window_bits=10, client_max_window_bits=11)
     offers = [factory.get_request_params() for factory in client_offers(settings)]
     assert offers == [
-        [("server_max_window_bits", "10"), ("client_max_window_bits", "11")],
-        [("client_max_window_bits", "11")],
+        [("server_max_window_bits", "10"), ("client_max_window_bits", None)],
+        [("client_max_window_bits", None)],
     ]
     settings = wsstream.Deflate(server_max_window_bits=15, client_max_window_bits=15)
     offers = [factory.get_request_params() for factory in client_offers(settings)]
@@ -311,11 +313,22 @@ async def test_a_server_that_declines_the_window_request_still_compresses() -> N
         wsstream.Deflate(server_max_window_bits=10, client_max_window_bits=10),
     )
     assert offer == (
-        "permessage-deflate; server_max_window_bits=10; client_max_window_bits=10, "
-        "permessage-deflate; client_max_window_bits=10"
+        "permessage-deflate; server_max_window_bits=10; client_max_window_bits, "
+        "permessage-deflate; client_max_window_bits"
     )
     assert isinstance(outcome, Handshake)
     assert params(outcome.deflate) == (10, 15, False, False)
+
+
+async def test_a_client_window_answered_above_our_own_is_accepted_and_ours_kept() -> None:
+    # Autobahn|Testsuite's server answers 15 to any offer: the client
+    # accepts and compresses within its own 12 bits.
+    _, outcome = await client_against(
+        "permessage-deflate; server_max_window_bits=12; client_max_window_bits=15",
+        wsstream.Deflate(server_max_window_bits=12, client_max_window_bits=12),
+    )
+    assert isinstance(outcome, Handshake)
+    assert params(outcome.deflate) == (12, 12, False, False)
 
 
 async def test_the_client_keeps_within_its_own_settings_whatever_the_answer() -> None:

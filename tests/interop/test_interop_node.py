@@ -257,21 +257,22 @@ PMD_CNCT = f"{PMD}; client_no_context_takeover"
 @pytest.mark.parametrize(
     ("ours", "theirs", "expected"),
     [
-        # ws's default server takes our first offer as it is.
-        (D(), None, f"{PMD}; server_max_window_bits={_S}; client_max_window_bits={_C}"),
+        # ws's default server takes our first offer as it is (and sets no
+        # client window: ours stays our own).
+        (D(), None, f"{PMD}; server_max_window_bits={_S}"),
         (D(server_max_window_bits=10, client_max_window_bits=11), {},
-         f"{PMD}; server_max_window_bits=10; client_max_window_bits=11"),
+         f"{PMD}; server_max_window_bits=10"),
         # ws declines an offer asking for less than its serverMaxWindowBits:
         # our fallback offer, which asks nothing of the server, is taken.
         (D(server_max_window_bits=10, client_max_window_bits=11), {"serverMaxWindowBits": 12},
-         f"{PMD}; client_max_window_bits=11; server_max_window_bits=12"),
+         f"{PMD}; server_max_window_bits=12"),
         (D(server_max_window_bits=15, client_max_window_bits=15),
          {"serverNoContextTakeover": True, "clientNoContextTakeover": True,
           "clientMaxWindowBits": 9},
          f"{PMD}; client_max_window_bits=9; {NCT}"),
         (D(server_max_window_bits=9, client_max_window_bits=9,
            server_no_context_takeover=True, client_no_context_takeover=True), {},
-         f"{PMD}; {NCT}; server_max_window_bits=9; client_max_window_bits=9"),
+         f"{PMD}; {NCT}; server_max_window_bits=9"),
     ],
     ids=["defaults", "10-11", "fallback-offer", "server-imposes-nct-9", "we-ask-nct-9-9"],
 )

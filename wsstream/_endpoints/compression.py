@@ -86,9 +86,10 @@ class Deflate:
       base-2 logarithm of the LZ77 window of the server's and the client's
       compressor. A smaller window costs less memory on both ends (the
       compressor's and the peer's decompressor's) and finds fewer matches.
-      A server answers with them; a client asks for them, and falls back to
-      an offer that asks nothing of the server (``server_*``) when the
-      server declines. 8, which RFC 7692 allows, cannot be written by zlib:
+      A server answers with them; a client asks for ``server_*`` (and
+      falls back to an offer that asks nothing of the server when the
+      server declines) and keeps its own compressor within ``client_*``
+      whatever the answer. 8, which RFC 7692 allows, cannot be written by zlib:
       a client offer asking a server for 8 is declined, an 8 the server
       imposes on a client's compressor fails the handshake, and an 8 for the
       peer's compressor is read with a 9-bit window (which reads it).
@@ -134,11 +135,12 @@ def client_offers(settings: Deflate) -> list[ClientPerMessageDeflateFactory]:
     (a smaller window, no context takeover), a second asks nothing of it, so
     that a server which declines those parameters still compresses: the
     fallback RFC 7692 7.1.3's example shows. Both let the server limit our
-    window (``client_max_window_bits``), as browsers do.
+    window with a bare ``client_max_window_bits``, as browsers do, without
+    our own limit as a hint: a server may answer a hint with a larger
+    window (RFC 7692 7.1.2.2 lets it ignore the hint; Autobahn|Testsuite's
+    server answers 15), which websockets' negotiation would refuse. Our
+    limit holds anyway: :func:`settle` keeps our compressor within it.
     """
-    client_bits: int | bool = (
-        settings.client_max_window_bits if settings.client_max_window_bits < 15 else True
-    )
     compress_settings = {"memLevel": settings.mem_level}
     # None: a client does not offer it (see Deflate).
     reset = bool(settings.client_no_context_takeover)
@@ -148,14 +150,14 @@ def client_offers(settings: Deflate) -> list[ClientPerMessageDeflateFactory]:
         server_max_window_bits=(
             settings.server_max_window_bits if settings.server_max_window_bits < 15 else None
         ),
-        client_max_window_bits=client_bits,
+        client_max_window_bits=True,
         compress_settings=compress_settings,
     )
     if settings.server_max_window_bits == 15 and not settings.server_no_context_takeover:
         return [first]
     fallback = ClientPerMessageDeflateFactory(
         client_no_context_takeover=reset,
-        client_max_window_bits=client_bits,
+        client_max_window_bits=True,
         compress_settings=compress_settings,
     )
     return [first, fallback]
