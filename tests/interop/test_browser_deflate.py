@@ -5,7 +5,7 @@ started before the page; ``tests/browser/deflate.html`` opens a
 ``WebSocketStream`` to each, records the negotiated extensions, sends chat
 events and 64 KiB of text and checks the echoes. Chromium offers
 ``permessage-deflate; client_max_window_bits``, so the server's settings
-decide the answer. One page run per module (tests/test_browser.py's
+decide the answer. One page run per module (tests/interop/test_browser.py's
 machinery); Chromium is found as there, and the tests skip without it.
 """
 
@@ -21,8 +21,8 @@ import pytest
 import trio
 
 import wsstream
+from tests.interop.test_browser import PageRun, find_chromium, run_page
 from tests.peers.websockets_peer import compressible_messages
-from tests.test_browser import PageRun, find_chromium, run_page
 
 pytestmark = [pytest.mark.interop, pytest.mark.slow]
 
