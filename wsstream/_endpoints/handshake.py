@@ -186,7 +186,14 @@ class ClientHandshake:
         await stream.send_all(b"".join(protocol.data_to_send()))
         _log.debug("> GET %s", _redacted_path(request.path))
         head, rest = await _read_head(stream, "server")
-        protocol.receive_data(head)
+        try:
+            protocol.receive_data(head)
+        except (ValueError, AssertionError) as exc:
+            # websockets before 17 makes zlib contexts while it negotiates,
+            # and zlib cannot write an 8-bit window (17 refuses it first).
+            raise HandshakeFailure(
+                f"invalid handshake response: a permessage-deflate answer zlib cannot use ({exc})"
+            ) from exc
         response = _response(protocol)
         if response is not None and response.status_code == 101:
             if protocol.handshake_exc is not None:
@@ -349,6 +356,7 @@ class ServerHandshake:
                 f"the handshake was rejected with HTTP {reply.status}",
                 reply.status, reply.headers, reply.body,
             )
+        _decline_8_bit_server_windows(core_request.headers)
         response = protocol.accept(core_request)
         for name, value in hooks.response_headers.raw_items():
             response.headers[name] = value
@@ -416,6 +424,29 @@ def _replaced_101(
 
 
 _VERSION = re.compile(rb"HTTP/[0-9]\.[0-9]")
+
+
+def _decline_8_bit_server_windows(headers: CoreHeaders) -> None:
+    """Drop the permessage-deflate offers that ask for an 8-bit server
+    window before websockets sees them: zlib cannot write one (RFC 7692
+    lets a server decline an offer), and websockets before 17 would make a
+    zlib context for it while negotiating, and fail."""
+    values = headers.get_all("Sec-WebSocket-Extensions")
+    if not any("8" in value for value in values):
+        return
+    kept = []
+    for value in values:
+        for offer in value.split(","):
+            params = [part.strip().lower().replace(" ", "") for part in offer.split(";")]
+            if params[0] == "permessage-deflate" and any(
+                p in ("server_max_window_bits=8", 'server_max_window_bits="8"') for p in params[1:]
+            ):
+                continue
+            if offer.strip():
+                kept.append(offer.strip())
+    del headers["Sec-WebSocket-Extensions"]
+    if kept:
+        headers["Sec-WebSocket-Extensions"] = ", ".join(kept)
 
 
 def _check_request_line(head: bytes) -> CoreResponse | None:
