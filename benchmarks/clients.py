@@ -68,25 +68,32 @@ async def _measure(send, recv, spec, payload, pipelined):  # type: ignore[no-unt
 
     if kind == "echo":
         await pipelined(spec["warmup"], spec["inflight"])
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         await pipelined(spec["count"], spec["inflight"])
-        return {"elapsed": time.perf_counter() - t0}
+        return _timed(t0, c0)
     if kind == "rtt":
         await pipelined(spec["warmup"], 1)
         lat = []
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(spec["count"]):
             s = time.perf_counter_ns()
             await send(payload)
             _check(await recv(), payload)
             lat.append(time.perf_counter_ns() - s)
-        return {"elapsed": time.perf_counter() - t0, **_latency_summary(lat)}
+        return {**_timed(t0, c0), **_latency_summary(lat)}
     if kind == "stream":
         await one_way(spec["warmup"])
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         await one_way(spec["count"])
-        return {"elapsed": time.perf_counter() - t0}
+        return _timed(t0, c0)
     raise ValueError(kind)
+
+
+def _timed(t0: float, c0: float) -> dict[str, float]:
+    """Wall time and the client's own CPU time (user + system, this
+    process) since ``t0`` / ``c0``: CPU per message is steadier than a rate
+    on a shared machine."""
+    return {"elapsed": time.perf_counter() - t0, "cpu": time.process_time() - c0}
 
 
 async def trio_workload(send, recv, spec):  # type: ignore[no-untyped-def]
@@ -323,23 +330,23 @@ class _Pipeline:
         kind = spec["kind"]
         if kind == "echo":
             await self.pipelined(spec["warmup"], spec["inflight"])
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             await self.pipelined(spec["count"], spec["inflight"])
-            return {"elapsed": time.perf_counter() - t0}
+            return _timed(t0, c0)
         if kind == "rtt":
             await self.pipelined(spec["warmup"], 1)
             lat = []
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for _ in range(spec["count"]):
                 s = time.perf_counter_ns()
                 await self.pipelined(1, 1)
                 lat.append(time.perf_counter_ns() - s)
-            return {"elapsed": time.perf_counter() - t0, **_latency_summary(lat)}
+            return {**_timed(t0, c0), **_latency_summary(lat)}
         if kind == "stream":
             await self.one_way(spec["warmup"], flow)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             await self.one_way(spec["count"], flow)
-            return {"elapsed": time.perf_counter() - t0}
+            return _timed(t0, c0)
         raise ValueError(kind)
 
 

@@ -246,6 +246,7 @@ def measure(impl: str, client: str, sc: Scenario, count: int, timeout: float) ->
             "inflight": sc.inflight, "warmup": max(1, count // 10), "timeout": timeout,
         }
         url = f"ws://127.0.0.1:{server.port}/{'sink' if sc.kind == 'stream' else 'echo'}"
+        server_cpu = _cpu_seconds(server.proc.pid)
         try:
             out = subprocess.run(
                 [sys.executable, "-m", "benchmarks.clients", client, url, json.dumps(spec)],
@@ -258,10 +259,17 @@ def measure(impl: str, client: str, sc: Scenario, count: int, timeout: float) ->
             tail = out.stderr.strip().splitlines()[-1:] or ["no output"]
             return {"ok": False, "error": tail[0]}
         result: dict[str, Any] = json.loads(lines[-1])
+        # The server's CPU over the whole client run (handshake and warm-up
+        # included: they are a few per cent of it), per message.
+        result["server_cpu_us"] = (
+            (_cpu_seconds(server.proc.pid) - server_cpu) / (count + spec["warmup"]) * 1e6
+        )
     finally:
         server.close()
     if result.get("ok"):
         elapsed = result["elapsed"]
+        if "cpu" in result:
+            result["client_cpu_us"] = result["cpu"] / count * 1e6
         if sc.kind == "echo":
             result["value"] = count / elapsed
         elif sc.kind == "rtt":
@@ -392,6 +400,17 @@ def _stop_flooder(proc: subprocess.Popen[str]) -> dict[str, Any]:
         return {"error": str(exc)}
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, from /proc (Linux)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # Fields 14 and 15 of stat(5) (utime, stime), counted after the name.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _settled_rss(pid: int) -> int:
     """RSS once it stopped moving (the server may still finish handshakes)."""
     time.sleep(0.5)
@@ -426,6 +445,10 @@ def summarise(results: list[dict[str, Any]], impls: list[str], pairings: list[st
                     values = [r["result"]["value"] for r in ok]
                     cell.update(median=statistics.median(values), min=min(values),
                                 max=max(values))
+                    for key in ("client_cpu_us", "server_cpu_us"):
+                        cpu = [r["result"][key] for r in ok if key in r["result"]]
+                        if cpu:
+                            cell[key] = statistics.median(cpu)
                     if sc.kind == "rtt":
                         cell["p99"] = statistics.median(r["result"]["p99_us"] for r in ok)
                     if sc.kind == "flood":
@@ -485,6 +508,14 @@ def _fmt_value(sc: Scenario, cell: dict[str, Any] | None) -> str:
         what = "deadlock/timeout" if all(e == "timeout" for e in cell["errors"]) else "failed"
         text += f" ({what} {cell['n'] - cell['ok']}/{cell['n']})"
     return text
+
+
+def _fmt_cpu(cell: dict[str, Any] | None) -> str:
+    if not cell or "server_cpu_us" not in cell:
+        return "-"
+    client = cell.get("client_cpu_us")
+    server = f"{cell['server_cpu_us']:,.1f}"
+    return f"{client:,.1f} / {server}" if client is not None else f"- / {server}"
 
 
 def _fmt_rate(cell: dict[str, Any] | None) -> str:
@@ -562,6 +593,22 @@ def markdown(summary: dict[str, Any], impls: list[str], pairings: list[str],
                     continue
                 cells = [_fmt_ratio(entry["ratios"].get(p)) for p in peers]
                 out.append(f"| {sc.label()} | " + " | ".join(cells) + " |")
+        cpu_rows = []
+        for sc in scenarios:
+            entry = summary.get(f"{pairing}/{sc.name}")
+            if not entry or sc.kind not in ("echo", "rtt", "stream"):
+                continue
+            cells = [_fmt_cpu(entry["values"].get(impl)) for impl in impls]
+            if any(cell != "-" for cell in cells):
+                cpu_rows.append(f"| {sc.label()} | " + " | ".join(cells) + " |")
+        if cpu_rows:
+            out.append("")
+            out.append("CPU per message, µs, client / server, median over rounds (client: "
+                       "its own process time over the timed part; server: `/proc/<pid>/stat` "
+                       "over the whole client run, warm-up and handshake included).\n")
+            out.append("| scenario | " + " | ".join(impls) + " |")
+            out.append("|---|" + "---:|" * len(impls))
+            out.extend(cpu_rows)
         out.append("")
     return "\n".join(out)
 
