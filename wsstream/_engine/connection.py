@@ -65,6 +65,7 @@ from .._streams.promise import Promise
 from .._transport import SCRATCH_SIZE, Transport, peer_address, transport_for
 from .inbox import Inbox
 from .outbox import Outbox
+from .passes import PassWriter
 from .pings import PingTracker
 from .writer import MAX_PENDING_CONTROL, Writer
 
@@ -160,6 +161,9 @@ class Connection(Writer):
 
         self.messages_sent = 0
         self._parts = 0  # a message sent in parts: 1 + its frames queued
+        self._passes = None
+        self._pass_listed = False
+        self._pass_sent = self._pass_taken = self._pass_deferred = 0
         self.messages_received = 0
         self.bytes_received = 0
 
@@ -184,11 +188,11 @@ class Connection(Writer):
                         self._start_tasks(nursery)
                         try:
                             await self._reader()
+                            self._reader_finished()
                         finally:
                             # No flusher is started once the reader is done.
                             self._out.start_flusher = None
                             self._nursery = None
-                        self._reader_finished()
         except* trio.Cancelled:
             # Cancelled from outside (the owner's scope): a forceful close,
             # even if the owner's code has not reached close_forcefully yet.
@@ -218,6 +222,9 @@ class Connection(Writer):
         assert transport is not None
         if transport.direct:
             self.inbox.before_wait = self._write_own
+            # Messages are written at the end of the scheduler pass that
+            # queued them (passes.py), not by waking the flusher.
+            self._passes = PassWriter.join()
         # The flusher starts with the first frames to write: an idle
         # connection never needs it.
         if self._out or self.core.eof_wanted:
@@ -231,7 +238,12 @@ class Connection(Writer):
     def _reader_finished(self) -> None:
         self._arm_close_deadline()
         self._reader_done = True
-        self._out.wake_flusher()
+        out = self._out
+        if not out:
+            out.start_flusher = None  # nothing to write: none is started
+        # The flusher writes what is left (the pass writer stops with the
+        # connection), then ends.
+        out.wake_flusher()
         # Keepalive has nothing left to do; the flusher finishes.
         if self._keepalive_scope is not None:
             self._keepalive_scope.cancel()
@@ -488,6 +500,9 @@ class Connection(Writer):
         transport = self._transport
         self.inbox.before_wait = None
         out.sender = None
+        if self._passes is not None:
+            self._passes.leave()
+            self._passes = None
         if transport is not None:
             if self._forceful and out and not out.inflight and not out.broken:
                 # A last chance for the Close frame (and what is before it).

@@ -78,7 +78,7 @@ class Outbox:
     __slots__ = (
         "_close", "_control", "_data", "_first", "_flusher", "_inflight_done", "_senders",
         "broken", "control", "data_inflight", "data_pending", "end_stream", "inflight",
-        "sender", "size", "start_flusher", "started", "written",
+        "sender", "size", "stalled", "start_flusher", "started", "written",
     )
 
     def __init__(self) -> None:
@@ -95,6 +95,7 @@ class Outbox:
         self.started = False  # first[0] was partly written
         self.end_stream = False  # end the transport once all is written
         self.broken = False  # a write failed: nothing more can be written
+        self.stalled = False  # the flusher waits for the socket to take more
         self.written = 0
         self.sender: object = None  # the task that queued the last message
         self._flusher = Waiters()
@@ -239,7 +240,8 @@ class Outbox:
         everything was taken. Only for transports that can (``direct``).
 
         Synchronous: no cancellation can cut a frame. Errors are left for
-        the flusher's next write to meet and report.
+        the flusher's next write to meet and report: a caller that gets
+        ``False`` makes sure the flusher runs.
         """
         if self.broken:
             return False
@@ -251,7 +253,6 @@ class Outbox:
             except OSError:
                 # Broken: the flusher meets it and ends the connection.
                 self.broken = True
-                self.wake_flusher()
                 return False
             if n:
                 self._consume(frames, n)
@@ -268,7 +269,11 @@ class Outbox:
                 while not self.write_now(transport):
                     if self.broken:
                         raise trio.BrokenResourceError("the connection broke while writing")
-                    await transport.wait_writable()
+                    self.stalled = True
+                    try:
+                        await transport.wait_writable()
+                    finally:
+                        self.stalled = False
                 return
             while self:
                 chunks, data = self._take(MAX_INFLIGHT)

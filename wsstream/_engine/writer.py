@@ -22,6 +22,7 @@ from .._transport import Transport
 from .ending import Ending
 from .inbox import YIELD_MASK, Inbox
 from .outbox import Outbox
+from .passes import FLUSH_DEFER_PASSES, PassWriter
 from .pings import PingTracker
 
 __all__ = ["FLUSH_DEFER_PASSES", "MAX_PENDING_CONTROL", "Writer"]
@@ -32,17 +33,25 @@ _log = logging.getLogger("wsstream")
 #: the peer is flooding us and the connection fails with 1008.
 MAX_PENDING_CONTROL = 128 * 1024
 
-#: At most this many schedule passes may a flusher wait for the user to
-#: answer messages already in the inbox before it writes.
-FLUSH_DEFER_PASSES = 64
-
 
 class Writer(Ending):
     """send(), send_nowait(), ping(), the flusher and keepalive."""
 
-    __slots__ = ("_keepalive_scope", "_parts", "messages_sent")
+    __slots__ = (
+        "_keepalive_scope", "_parts", "_pass_deferred", "_pass_listed", "_pass_sent",
+        "_pass_taken", "_passes", "messages_sent",
+    )
 
     _parts: int  # set by Connection.__init__
+    # The run's pass writer on a plain socket, None otherwise (the flusher
+    # writes); whether this connection is listed with it; what its user had
+    # sent and taken at the last end of pass, and how many passes in a row
+    # its write waited (see passes.py). Set by Connection.__init__.
+    _passes: PassWriter | None
+    _pass_listed: bool
+    _pass_sent: int
+    _pass_taken: int
+    _pass_deferred: int
 
     # The Connection's, used here.
     core: Core
@@ -122,8 +131,59 @@ class Writer(Ending):
         waits for the answer wants its bytes out at once; when another task
         is sending, the flusher gathers its messages into fewer writes."""
         out = self._out
-        if out and out.sender is current_task() and not out.inflight:
-            out.write_now(self._transport)  # type: ignore[arg-type]
+        if (
+            out and out.sender is current_task() and not out.inflight and not out.stalled
+            and not out.write_now(self._transport)  # type: ignore[arg-type]
+        ):
+            out.wake_flusher()  # the rest waits for the socket
+
+    # -- writes at the end of a scheduler pass (plain sockets, passes.py) -------
+
+    def _schedule_write(self) -> None:
+        """Frames were queued: have them written, at the end of this pass on
+        a plain socket, else by the flusher."""
+        passes = self._passes
+        if passes is None:
+            self._out.wake_flusher()
+        elif not self._pass_listed:
+            self._pass_listed = True
+            # Listed by a send or a take in this very pass: that counts as
+            # progress, so a busy loop defers the write at least once.
+            self._pass_sent = self.messages_sent - 1
+            self._pass_deferred = 0
+            passes.listed.append(self)
+
+    def end_of_pass(self, busy: bool) -> bool:
+        """The pass writer's call (see passes.py): write now, or stay
+        listed (returns True) while the user is still producing."""
+        out = self._out
+        passes = self._passes
+        if passes is None or not out or out.broken or out.stalled:
+            # Ended, written meanwhile, or the flusher's (it waits for the
+            # socket, or meets the error).
+            self._pass_listed = False
+            return False
+        sent, taken = self.messages_sent, self.inbox.taken
+        if (
+            busy
+            and self._pass_deferred < FLUSH_DEFER_PASSES
+            and out.size <= self._write_limit
+            and (sent != self._pass_sent or (taken != self._pass_taken and self.inbox))
+        ):
+            self._pass_sent, self._pass_taken = sent, taken
+            self._pass_deferred += 1
+            return True
+        self._pass_listed = False
+        self._pass_sent, self._pass_taken = sent, taken
+        if not out.write_now(self._transport):  # type: ignore[arg-type]
+            # The socket is full (or broken): the flusher takes over.
+            passes.wake_soon(out.wake_flusher)
+        return False
+
+    def write_later(self) -> None:
+        self._pass_listed = False
+        if self._passes is not None:
+            self._passes.wake_soon(self._out.wake_flusher)
 
     # -- keepalive -------------------------------------------------------
 
@@ -195,13 +255,7 @@ class Writer(Ending):
         frame = core.send_part(text, payload, self._parts == 1, fin)  # type: ignore[arg-type]
         self._parts += 1
         out.queue_message(frame)
-        out.sender = current_task()
-        if out.size > self._write_limit and not out.inflight:
-            transport = self._transport
-            if transport is not None and transport.direct:
-                out.write_now(transport)
-        if out:
-            out.wake_flusher()
+        self._queued(out)
 
     def end_parts(self, text: bool, failed: bool) -> None:
         """The message sent in parts ends. Normally with an empty last frame
@@ -216,7 +270,7 @@ class Writer(Ending):
             if self._send_error is None and self.core.is_open:
                 self._out.queue_message(self.core.send_part(text, b"", not started, True))
                 self.messages_sent += 1
-                self._out.wake_flusher()
+                self._queued(self._out)
             elif started:
                 raise self._send_error or self._not_open_error()
         finally:
@@ -262,16 +316,23 @@ class Writer(Ending):
         self.messages_sent += 1
         out = self._out
         out.queue_message(frame)
+        self._queued(out)
+
+    def _queued(self, out: Outbox) -> None:
+        """A message frame was queued by the calling task: write it now if
+        it took the outbox over the limit, else have it written."""
         out.sender = current_task()
-        if out.size > self._write_limit and not out.inflight:
+        if (
+            out.size > self._write_limit and not out.inflight and self._passes is not None
             # Over the limit, the next send() would wait for the flusher:
             # on a plain socket, give it what it takes now, as asyncio's
             # transports do (no schedule pass per big message).
-            transport = self._transport
-            if transport is not None and transport.direct:
-                out.write_now(transport)
+            and (out.stalled or not out.write_now(self._transport))  # type: ignore[arg-type]
+        ):
+            out.wake_flusher()  # the socket is full: the flusher waits for it
+            return
         if out:
-            out.wake_flusher()
+            self._schedule_write()
 
     def _not_open_error(self) -> BaseException:
         verdict = self.core.lifecycle.verdict

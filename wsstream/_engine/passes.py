@@ -1,0 +1,131 @@
+"""Writes at the end of trio's scheduler passes, for plain sockets.
+
+Theory of operation
+-------------------
+trio runs every runnable task once per pass, then asks the operating system
+for I/O events (``epoll_wait``), sleeping if nothing is runnable. Just
+before that question it calls the ``before_io_wait`` hook of the run's
+instruments (a public trio API). At that moment every task that could add
+to this pass's writes has run: it is the natural point to write them, once
+per connection, in one non-blocking system call, and with no task switch.
+
+So on the direct path (a plain socket, see :mod:`wsstream._transport`),
+``send()`` does not wake the flusher task: it lists its connection with this
+run's :class:`PassWriter` (once until the write), and the hook hands each
+listed connection's outbox to the socket (``Outbox.write_now``: synchronous,
+never cuts a frame, engine rule 7). Waking the flusher was a reschedule, a
+task step and a park per pass, about 5 us: a fifth of a trio client's CPU
+per small message.
+
+**Deferral** (rule 2, batch writes). While trio has more to run at once (the
+hook's timeout is 0) and the connection's user made progress during the
+pass (sent a message, or took one while more wait to be answered), its write
+waits for the next pass: at most :data:`FLUSH_DEFER_PASSES` passes, and only
+while the outbox is within ``write_limit``. A task that sends one message per
+pass (a ``trio.Semaphore`` in the loop yields on every ``acquire``) or
+answers a burst over several passes gets one write for the lot. When trio is
+about to sleep (timeout > 0), everything listed is written. (trio also asks
+with a timeout of 0 when a task waits in ``wait_all_tasks_blocked`` without
+a cushion, or for a clock that autojumps at once: a deferred write then
+comes one pass later, once its user made no progress in a pass.)
+
+**What the socket does not take** (it is full, or broken) is the flusher's:
+it waits for the socket to become writable. The hook cannot wake a task
+itself (trio chose how long to sleep before calling it), so it asks trio to
+run the wake-up soon (``TrioToken.run_sync_soon``, which also cuts that
+sleep short). While the flusher waits for the socket, the hook leaves the
+connection alone.
+
+A connection joins the run's writer when its data phase starts on a plain
+socket and leaves it when it finishes; the instrument is installed while
+at least one connection uses it, so a program without one pays nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Protocol
+
+import trio
+
+__all__ = ["FLUSH_DEFER_PASSES", "PassWriter", "PassWritten"]
+
+_log = logging.getLogger("wsstream")
+
+#: At most this many passes may a write wait for its user's next messages.
+FLUSH_DEFER_PASSES = 64
+
+
+class PassWritten(Protocol):
+    """What the pass writer asks of a connection (the engine's Writer)."""
+
+    def end_of_pass(self, busy: bool) -> bool:
+        """Write what is pending, or not yet; returns whether to stay listed."""
+
+    def write_later(self) -> None:
+        """The pass writer failed on this connection: the flusher writes."""
+
+
+_writers: trio.lowlevel.RunVar[PassWriter | None] = trio.lowlevel.RunVar("wsstream.pass_writer")
+
+
+class PassWriter(trio.abc.Instrument):
+    """One per trio run while connections use it; see the module docstring."""
+
+    __slots__ = ("_users", "listed", "token")
+
+    def __init__(self) -> None:
+        self.listed: list[PassWritten] = []
+        self.token = trio.lowlevel.current_trio_token()
+        self._users = 0
+
+    @classmethod
+    def join(cls) -> PassWriter:
+        """The current run's writer (installed if it was not)."""
+        writer = _writers.get(None)
+        if writer is None:
+            writer = cls()
+            trio.lowlevel.add_instrument(writer)
+            _writers.set(writer)
+        writer._users += 1
+        return writer
+
+    def leave(self) -> None:
+        """A connection is done with it: the last one uninstalls it."""
+        self._users -= 1
+        if self._users <= 0 and _writers.get(None) is self:
+            _writers.set(None)
+            # Only the listed connections still need it, and they have ended.
+            self.listed = []
+            # KeyError: trio removed it after an error (it logged that).
+            with contextlib.suppress(KeyError):
+                trio.lowlevel.remove_instrument(self)
+
+    def before_io_wait(self, timeout: float) -> None:
+        listed = self.listed
+        if not listed:
+            return
+        self.listed = []
+        kept: list[PassWritten] = []
+        busy = timeout <= 0
+        for conn in listed:
+            try:
+                if conn.end_of_pass(busy):
+                    kept.append(conn)
+            except Exception:  # pragma: no cover - a bug of ours
+                # An exception leaving this hook would make trio remove the
+                # instrument, and every connection's writes with it.
+                _log.exception("wsstream: writing at the end of a pass failed")
+                conn.write_later()
+        if kept:
+            if self.listed:
+                kept += self.listed
+            self.listed = kept
+
+    def wake_soon(self, wake: Callable[[], object]) -> None:
+        """Run ``wake()`` at the start of the next pass, and make sure that
+        pass comes at once (see the module docstring)."""
+        with contextlib.suppress(trio.RunFinishedError):  # the run is ending
+            self.token.run_sync_soon(wake)
