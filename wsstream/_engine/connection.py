@@ -87,6 +87,7 @@ RUN_TASK_NAME = "wsstream._engine.connection.Connection.run"
 #: the socket cannot take it at once.
 FORCEFUL_CLOSE_GRACE = 0.05
 
+_OPEN = Phase.OPEN
 _REMOTE_CLOSING = Phase.REMOTE_CLOSING
 _ENDED = Phase.ENDED
 
@@ -394,7 +395,8 @@ class Connection(Writer):
                 self._fail(1008, "too many control frames left unread")
         if core.eof_wanted and not out:
             out.wake_flusher()
-        self._on_lifecycle()
+        if core.lifecycle.phase is not _OPEN:  # nothing to act on while open
+            self._on_lifecycle()
 
     async def _wait_decision(self) -> None:
         """The core holds a message over max_message_size: its place in the

@@ -118,7 +118,7 @@ class Outbox:
         if data is None:
             data = self._data = deque()
         data.append(frame)
-        n = _length(frame)
+        n = len(frame[0]) if len(frame) == 1 else sum(map(len, frame))
         self.size += n
         self.data_pending += n
 
@@ -244,6 +244,27 @@ class Outbox:
         ``False`` makes sure the flusher runs.
         """
         if self.broken:
+            return False
+        data = self._data
+        if (
+            data is not None and not self._first and self._control is None
+            and self._close is None and len(data) <= IOV_MAX // 2
+        ):
+            # The common case: only message frames, all in one writev.
+            chunks = [chunk for frame in data for chunk in frame]
+            total = self.size  # nothing else is queued
+            try:
+                n = transport.write_some(chunks)
+            except OSError:
+                self.broken = True
+                return False
+            if n == total:
+                self._data = None
+                self.data_pending = 0
+                self._written(n)
+                return True
+            if n:
+                self._consume([(frame, _DATA) for frame in data], n)
             return False
         while self:
             frames = self._frames()

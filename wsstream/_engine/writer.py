@@ -310,7 +310,7 @@ class Writer(Ending):
         if not core.is_open:
             raise self._not_open_error()
         if frame is None:
-            frame = core.send_text(payload) if text else core.send_binary(payload)
+            frame = core.send_message(text, payload)
         elif not core.shares_frames:
             raise RuntimeError("a shared frame for a connection that masks or compresses")
         self.messages_sent += 1

@@ -200,21 +200,24 @@ class Core(Receiver):
 
     def send_text(self, data: bytes | bytearray | memoryview) -> tuple[bytes, ...]:
         """A text message (``data`` is its UTF-8) as chunks to write."""
-        return self._encode(TEXT, data)
+        return self.send_message(True, data)
 
     def send_binary(self, data: bytes | bytearray | memoryview) -> tuple[bytes, ...]:
         """A binary message as chunks to write."""
-        return self._encode(BINARY, data)
+        return self.send_message(False, data)
 
-    def _encode(self, opcode: int, data: bytes | bytearray | memoryview) -> tuple[bytes, ...]:
+    def send_message(self, text: bool, data: bytes | bytearray | memoryview) -> tuple[bytes, ...]:
+        """A text (``data``: its UTF-8) or binary message as chunks to
+        write: :meth:`send_text` and :meth:`send_binary` in one call, the
+        engine's, for every message it sends."""
         if self.lifecycle.phase is not _OPEN:
             raise RuntimeError(f"cannot send a message: the connection is {self.phase.value}")
         deflater = self._deflater
         if deflater is not None and len(data) >= deflater.min_size:
             payload = deflater.compress(data)
             if payload is not None:
-                return frame(0xC0 | opcode, payload, self._client)
-        return frame(0x80 | opcode, data, self._client)
+                return frame(0xC1 if text else 0xC2, payload, self._client)
+        return frame(0x81 if text else 0x82, data, self._client)
 
     def send_part(
         self, text: bool, data: bytes | bytearray | memoryview, first: bool, fin: bool

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import struct
 import sys
-import threading
 from collections.abc import Callable
 
 from .._endpoints.websockets import c_apply_mask
@@ -65,31 +64,31 @@ apply_mask: Callable[[bytes | bytearray | memoryview, bytes], bytes] = (
 )
 
 
-class _MaskKeys(threading.local):
-    """Masking keys for client frames, cut from one ``os.urandom`` call per
-    1,024 frames rather than one system call per frame. Every key is fresh
-    bytes from the system's strong source and none is used twice, which is
-    what 5.3 asks of them ("unpredictable", from a strong source)."""
+#: How many masking keys one ``os.urandom`` call makes.
+MASK_KEYS_PER_CALL = 1024
 
-    SIZE = 4096
-
-    def __init__(self) -> None:
-        self.pool = b""
-        self.offset = self.SIZE
-
-    def take(self) -> bytes:
-        offset = self.offset
-        if offset >= self.SIZE:
-            self.pool = os.urandom(self.SIZE)
-            offset = 0
-        self.offset = offset + 4
-        return self.pool[offset : offset + 4]
+#: Masking keys for client frames, cut from one ``os.urandom`` call per
+#: 1,024 frames rather than one system call per frame. Every key is fresh
+#: bytes from the system's strong source and none is used twice, which is
+#: what 5.3 asks of them ("unpredictable", from a strong source). One list
+#: for every thread: ``pop`` and ``extend`` are each one step under the GIL,
+#: so no key goes to two frames, and two threads refilling at once only
+#: make more keys.
+_mask_keys: list[bytes] = []
+_pop_key = _mask_keys.pop
 
 
-_mask_keys = _MaskKeys()
+def _refill_keys() -> bytes:
+    """Refill the pool; returns a key."""
+    pool = os.urandom(4 * MASK_KEYS_PER_CALL)
+    _mask_keys.extend([pool[i : i + 4] for i in range(4, len(pool), 4)])
+    return pool[:4]
+
+
 _pack_short = struct.Struct("!BB").pack
 _pack_medium = struct.Struct("!BBH").pack
 _pack_long = struct.Struct("!BBQ").pack
+_join = b"".join
 
 
 def frame(
@@ -104,22 +103,27 @@ def frame(
     once, since a caller may reuse its buffer as soon as ``send()`` returns.
     """
     length = len(payload)
-    bit = 0x80 if mask else 0
-    if length < 126:
-        header = _pack_short(head, bit | length)
-    elif length < 65536:
-        header = _pack_medium(head, bit | 126, length)
-    else:
-        header = _pack_long(head, bit | 127, length)
-    data: bytes
     if mask:
-        key = _mask_keys.take()
-        header += key
-        data = apply_mask(payload, key)
-    elif type(payload) is bytes:
-        data = payload
+        try:
+            key = _pop_key()
+        except IndexError:
+            key = _refill_keys()
+        if length < 126:
+            # The common small frame, in one piece: header, key, payload.
+            return (_join((_pack_short(head, 0x80 | length), key, apply_mask(payload, key))),)
+        if length < 65536:
+            header = _pack_medium(head, 0xFE, length) + key
+        else:
+            header = _pack_long(head, 0xFF, length) + key
+        data: bytes = apply_mask(payload, key)
     else:
-        data = bytes(payload)
+        if length < 126:
+            header = _pack_short(head, length)
+        elif length < 65536:
+            header = _pack_medium(head, 126, length)
+        else:
+            header = _pack_long(head, 127, length)
+        data = payload if type(payload) is bytes else bytes(payload)
     if length < SPLIT_PAYLOAD:
         return (header + data,)
     return (header, data)
