@@ -342,6 +342,7 @@ class Connection(Writer):
 
     async def _reader(self) -> None:
         core, inbox = self.core, self.inbox
+        life = core.lifecycle
         transport = self._transport
         assert transport is not None
         while True:
@@ -357,10 +358,10 @@ class Connection(Writer):
             self._process()
             if core.held:
                 continue  # the top of the loop marks it and waits
-            phase = core.phase
+            phase = life.phase
             if phase is _REMOTE_CLOSING:
                 await self._settle_remote_close()
-                phase = core.phase
+                phase = life.phase
             if phase is _ENDED:
                 return
             if more:

@@ -209,6 +209,10 @@ class Receiver:
         frames = 0
         stopped = False
         payload: bytes | memoryview = b""
+        # For the common frame's checks, inline (see below).
+        mask_bit = 0 if self._client else 0x80
+        max_size = self._max_size
+        append = self.messages.append
         with memoryview(buf) as view:
             while True:
                 if self._piece_left:
@@ -256,14 +260,25 @@ class Receiver:
                     start += 4
                 if start > end:
                     break
-                # Checks every frame must pass (5.2, 5.5), before its payload.
-                problem = self._check(head, length, masked)
-                if problem:
-                    if problem is _HOLD:
-                        self.held = True
-                    else:
-                        self.fail(*problem)
-                    break
+                # The common frame: a whole uncompressed text or binary
+                # message, masked as it must be, within the size limit, no
+                # message in progress. It passes every check of _check,
+                # which the others go through (5.2, 5.5) before their payload.
+                simple = (
+                    (head == 0x82 or head == 0x81)
+                    and masked == mask_bit
+                    and (max_size is None or length <= max_size)
+                    and self._message is None
+                    and self._next_mode == WHOLE
+                )
+                if not simple:
+                    problem = self._check(head, length, masked)
+                    if problem:
+                        if problem is _HOLD:
+                            self.held = True
+                        else:
+                            self.fail(*problem)
+                        break
                 stop = start + length
                 if stop > end:
                     if head & 0x0F < CLOSE and self._mode_of(head) != WHOLE:
@@ -289,25 +304,15 @@ class Receiver:
                     payload = view[start:stop]
                 pos = stop
                 frames += 1
-                opcode = head & 0x0F
-                if (
-                    head & 0xF0 == 0x80
-                    and 0 < opcode < 3  # TEXT or BINARY
-                    and self._message is None
-                    and self._next_mode == WHOLE
-                ):
-                    # The common case: a whole, uncompressed message in one
-                    # frame (size already checked by _check).
-                    if opcode == TEXT:
+                if simple:
+                    if head == 0x81:
                         try:
-                            self.messages.append(str(payload, "utf-8"))
+                            append(str(payload, "utf-8"))
                         except UnicodeDecodeError as exc:
                             self.fail(1007, f"invalid UTF-8: {exc.reason}")
                             break
                     else:
-                        self.messages.append(
-                            payload if type(payload) is bytes else bytes(payload)
-                        )
+                        append(payload if type(payload) is bytes else bytes(payload))
                     decoded += length
                 else:
                     decoded += self._frame(head, payload, max_decoded)
@@ -334,7 +339,7 @@ class Receiver:
             return False
         if self._big is not None and self._big_fill == self._big_len:
             return True  # a large payload completed by this very input
-        return self._end_of_input()
+        return self._end_of_input() if self._eof else False
 
     def _stalled(self) -> bool:
         """Whether decompressed data waits for the next step (a budget)."""
