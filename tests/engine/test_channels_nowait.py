@@ -61,6 +61,27 @@ async def test_receive_nowait_ends_as_receive_does() -> None:
             readable.receive_nowait()
 
 
+async def test_the_documented_batching_loop_ends_cleanly_when_the_peer_closes() -> None:
+    # docs/backpressure.md: drain with receive_nowait, which raises
+    # EndOfChannel (not WouldBlock) once the end is in and all was taken.
+    async with open_client() as (wss, peer):
+        readable, *_ = await wss.opened
+        for word in (b"one", b"two", b"three"):
+            await peer.send(TEXT, word)
+        await peer.send_close(1000)
+        await trio.testing.wait_all_tasks_blocked()  # all of it is buffered
+        batches: list[list[str | bytes]] = []
+        async for first in readable:
+            batch = [first]
+            while True:
+                try:
+                    batch.append(readable.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+            batches.append(batch)
+        assert batches == [["one", "two", "three"]]
+
+
 async def test_send_nowait_refuses_past_write_limit_and_queues_nothing(
     autojump_clock: Any,
 ) -> None:
