@@ -82,3 +82,26 @@ def test_deflate_settings_measures_ratio_cpu_and_memory() -> None:
     compressor, decompressor = ds.context_memory(12, 2, chat[0])
     assert 20 * 1024 < compressor < 30 * 1024
     assert 8 * 1024 < decompressor < 16 * 1024
+
+
+def test_pipeline_wsstream_both_ways(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The stream-processing pipeline: a source server, the pipeline process
+    # and a sink server that checks every message's added field and order.
+    # The slow sink (a reader that stops reading) exercises backpressure.
+    from benchmarks import pipeline
+
+    code = pipeline.main([
+        "--quick", "--impls", "wsstream,wsstream-batch", "--scale", "0.05",
+        "--timeout", "30", "--out", str(tmp_path),
+    ])
+    data = json.loads((tmp_path / "pipeline.json").read_text())
+    results = data["results"]
+    assert {(r["scenario"], r["impl"]) for r in results} == {
+        (sc.name, impl) for sc in pipeline.SCENARIOS for impl in ("wsstream", "wsstream-batch")
+    }
+    for r in results:
+        assert r["result"]["ok"], r  # the sink answered "done": all there, in order
+        assert r["result"]["value"] > 0 and r["result"]["peak_rss_kib"] > 0
+    assert code == 0
+    md = (tmp_path / "pipeline.md").read_text()
+    assert "| JSON ~200 B, fast sink |" in md
