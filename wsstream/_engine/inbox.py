@@ -256,6 +256,7 @@ class Inbox:
         StopAsyncIteration instead of EndOfChannel.
         """
         await checkpoint_if_cancelled()
+        waited = False
         while True:
             if self.streaming:
                 raise trio.BusyResourceError("a streamed message is being read")
@@ -267,13 +268,15 @@ class Inbox:
                 if self.before_wait is not None:
                     self.before_wait()
                 await self._readers.park()
+                waited = True
                 if self.streaming:
                     raise trio.BusyResourceError("a streamed message is being read")
             message = self._take()
             if self._special and not (type(message) is str or type(message) is bytes):
                 self._whole_or_not(message)
                 continue
-            if not self.taken & YIELD_MASK:
+            # The periodic yield, unless this call already waited (a yield).
+            if not self.taken & YIELD_MASK and not waited:
                 await cancel_shielded_checkpoint()
             return message  # type: ignore[return-value]
 
