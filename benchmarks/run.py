@@ -775,6 +775,45 @@ def render(path: Path, out_dir: Path, with_plot: bool) -> int:
     return 0
 
 
+def compare(before_path: Path, after_path: Path) -> tuple[str, list[str]]:
+    """Two runs side by side: for each (pairing, scenario) in both,
+    wsstream's median value and its median ratio to each peer, before ->
+    after. A ratio whose median after is below its minimum over the rounds
+    before is marked (the "nothing slower elsewhere" rule); returns the
+    markdown and those marks."""
+    before = json.loads(before_path.read_text())["summary"]
+    after = json.loads(after_path.read_text())["summary"]
+    by_name = {sc.name: sc for sc in SCENARIOS}
+    peers = [i for i in IMPLS if i != "wsstream"]
+    worse: list[str] = []
+    out = ["| pairing | scenario | wsstream | " + " | ".join(peers) + " |",
+           "|---|---|---:|" + "---:|" * len(peers)]
+    for key, entry in after.items():
+        if key not in before:
+            continue
+        pairing, name = key.split("/", 1)
+        sc = by_name.get(name)
+        if sc is None:
+            continue
+        old, new = before[key]["values"].get("wsstream"), entry["values"].get("wsstream")
+        cells = [f"{_fmt_value(sc, old)} → {_fmt_value(sc, new)}"]
+        for peer in peers:
+            was, now = before[key]["ratios"].get(peer), entry["ratios"].get(peer)
+            if not was or not now:
+                cells.append("-")
+                continue
+            # Memory ratios are better lower; every other ratio, higher.
+            lower_is_better = sc.kind == "idle"
+            slower = (now["median"] > was["max"]) if lower_is_better else (
+                now["median"] < was["min"])
+            mark = " **(worse)**" if slower else ""
+            if slower:
+                worse.append(f"{key} vs {peer}")
+            cells.append(f"{was['median']:.2f} → {now['median']:.2f}{mark}")
+        out.append(f"| {pairing} | {sc.label()} | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n", worse
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -796,9 +835,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wsstream-ref", metavar="REF",
                         help="measure wsstream as of this git commit (exported with git "
                              "archive) instead of the installed working tree")
+    parser.add_argument("--compare", nargs=2, metavar=("BEFORE_JSON", "AFTER_JSON"),
+                        help="only compare two results.json: wsstream's values and its "
+                             "ratios to every peer, before and after")
     parser.add_argument("--render", metavar="RESULTS_JSON",
                         help="only redo the tables and the plot from a results.json")
     args = parser.parse_args(argv)
+    if args.compare:
+        text, worse = compare(Path(args.compare[0]), Path(args.compare[1]))
+        print(text)
+        return 1 if worse else 0
     if args.render:
         return render(Path(args.render), Path(args.out), not args.no_plot)
 

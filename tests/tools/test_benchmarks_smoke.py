@@ -33,6 +33,14 @@ def test_harness_wsstream_only(tmp_path: Path, capsys: pytest.CaptureFixture[str
     md = (tmp_path / "results.md").read_text()
     assert "| echo 32 B text, 64 in flight | msgs/s |" in md
     assert "idle memory, 50 conns" in md
+    assert "CPU per message, µs, client / server" in md
+    for r in results:
+        if r["scenario"] != "idle-1000":
+            assert r["result"]["client_cpu_us"] > 0 and r["result"]["server_cpu_us"] >= 0
+    # A run compared with itself: the same values, nothing worse.
+    text, worse = run.compare(tmp_path / "results.json", tmp_path / "results.json")
+    assert "| self | echo 32 B text, 64 in flight |" in text
+    assert worse == []
 
 
 def test_harness_flood_and_default_idle_scenarios(

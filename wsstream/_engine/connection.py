@@ -16,18 +16,25 @@ the connection's tasks run in a nursery whose scope is the run scope:
   inbox, the core's own replies (pongs, the Close echo) to the outbox. It
   never waits on the writer (rule 1), except for the one event the lifecycle
   needs when the peer's Close came first while a write was under way.
-* the **flusher**, started by the first frames queued (an idle connection
-  never has one), writes everything queued at once (rule 2), lets a user
-  with messages to answer go first so that replies to a burst share a
-  write, and ends the transport when the core asks (after the closing
-  handshake on a server, after failing the connection on either side).
+* the **flusher**, started by the first frames it has to write (an idle
+  connection never has one), writes everything queued at once (rule 2),
+  lets a user with messages to answer go first so that replies to a burst
+  share a write, and ends the transport when the core asks (after the
+  closing handshake on a server, after failing the connection on either
+  side). On a plain socket it only writes what the socket did not take at
+  once, and the core's own frames: messages are written at the end of
+  trio's scheduler pass (below).
 * **keepalive**, when ``ping_interval`` is set.
 
 ``send()`` serialises into the outbox and returns; it first waits while the
-outbox holds more than ``write_limit`` bytes. On a plain socket the user's
-task also writes, synchronously and without waiting, when it is about to
-wait in ``receive()`` for an answer to what it sent, or when a ``send()``
-left the outbox over ``write_limit`` (rule 7: such a write cannot be cut).
+outbox holds more than ``write_limit`` bytes. On a plain socket no task is
+woken for it: the run's pass writer (:mod:`.passes`, a trio instrument)
+writes every connection's new messages once per scheduler pass, after all
+runnable tasks have run, deferring while the user is still producing. The
+user's task also writes, synchronously and without waiting, when it is
+about to wait in ``receive()`` for an answer to what it sent, or when a
+``send()`` left the outbox over ``write_limit`` (rule 7: such a write
+cannot be cut). Any other transport is written by the flusher.
 
 How the connection stands and how it ended is the core's lifecycle; the
 engine keeps no ending flags of its own. It turns the lifecycle's verdict

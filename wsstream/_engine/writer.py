@@ -129,7 +129,8 @@ class Writer(Ending):
         """What the calling task sent, written now if the socket takes it:
         ``receive()`` calls this before it waits. A task that sent and now
         waits for the answer wants its bytes out at once; when another task
-        is sending, the flusher gathers its messages into fewer writes."""
+        is sending, the end of the pass gathers its messages into fewer
+        writes (passes.py)."""
         out = self._out
         if (
             out and out.sender is current_task() and not out.inflight and not out.stalled
