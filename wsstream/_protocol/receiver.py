@@ -190,7 +190,7 @@ class Receiver:
             self._inflater.pending
         ):
             # Decompressed data a budget held back, before any new input.
-            decoded = self._drain(max_decoded)
+            decoded = self._add(None, False, max_decoded)
             if self.held or not self.accepts_input:
                 return False
             if self._inflater.pending:
@@ -474,30 +474,19 @@ class Receiver:
             self._message = Assembly(head & 0x0F == TEXT, bool(head & 0x40), mode, limit)
 
     def _add(
-        self, payload: bytes | bytearray | memoryview, fin: bool, budget: int | None
+        self, payload: bytes | bytearray | memoryview | None, fin: bool, budget: int | None
     ) -> int:
+        """Add a frame's payload to the message in progress, or (``payload``
+        None) decompress more of what a budget stopped; returns the decoded
+        size. One place maps the assembly's errors to close codes."""
         message = self._message
         assert message is not None
         try:
-            size, out = message.add(payload, fin, self._inflater, budget)
-        except TooBig:
-            self.fail(1009, f"message over {message.limit} bytes")
-            return 0
-        except zlib.error:
-            self.fail(1007, "invalid compressed data")
-            return 0
-        except UnicodeDecodeError as exc:
-            self.fail(1007, f"invalid UTF-8: {exc.reason}")
-            return 0
-        self._deliver(message, out)
-        return size
-
-    def _drain(self, budget: int | None) -> int:
-        """Decompress more of the message in progress (a budget stopped it)."""
-        message = self._message
-        assert message is not None and self._inflater is not None
-        try:
-            size, out = message.drain(self._inflater, budget)
+            if payload is None:
+                assert self._inflater is not None
+                size, out = message.drain(self._inflater, budget)
+            else:
+                size, out = message.add(payload, fin, self._inflater, budget)
         except TooBig:
             self.fail(1009, f"message over {message.limit} bytes")
             return 0
