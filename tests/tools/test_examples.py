@@ -125,6 +125,16 @@ async def test_pipeline_backpressure_reaches_the_source() -> None:
     assert max(int(row[4]) for row in rows) < 200
 
 
+async def test_batching_relays_every_event_both_ways() -> None:
+    # The sink checks each event's order and added field, and the example
+    # exits non-zero unless it answered "done" after exactly --count events.
+    out = await run_example("batching.py", "--count", "3000")
+    for loop in ("plain", "batching"):
+        line = next(line for line in out.splitlines() if line.strip().startswith(loop))
+        assert "every event checked by the sink" in line
+        assert float(line.split(":")[1].split()[0].replace(",", "")) > 0
+
+
 async def http_get(port: int, path: str) -> bytes:
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     async with stream:
