@@ -742,6 +742,13 @@ def test_classic_buffered_amount_grows_while_server_does_not_read(
     assert classic_run.value("server_pauses_reading")["bufferedWhilePaused"] > 0
 
 
+def test_classic_server_stops_reading_at_read_limit(classic_run: PageRun) -> None:
+    # What the kernel does not hold stays in the page: the server's readable
+    # took no more than read_limit (default 1 MiB) and a message or two of 256 KiB.
+    buffered = classic_run.observations["classic_server_pauses_reading:buffered_in_at_resume"]
+    assert 0 < buffered <= 2**20 + 2 * 256 * 1024  # read_limit by default: 1 MiB
+
+
 def test_classic_sends_all_arrive_after_server_resumes(classic_run: PageRun) -> None:
     value = classic_run.value("server_pauses_reading")
     assert value["server"] == {"bytes": value["sentBytes"], "messages": value["sentMessages"]}
