@@ -11,6 +11,7 @@ flusher, and the instrument is there only while a connection uses it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from collections.abc import Sequence
@@ -160,3 +161,155 @@ async def test_a_connection_that_ends_while_listed_leaves_the_others_writing(
             await w2.send(b"%d" % i)
             assert await r2.receive() == b"%d" % i
         second.close()
+
+
+async def _send_then_wait_elsewhere(wss: wsstream.WebSocketStream) -> None:
+    _, writable, *_ = await wss.opened
+    await writable.send("hi")
+    with contextlib.suppress(wsstream.WebSocketError):
+        await wss.closed  # waits elsewhere than in receive()
+
+
+async def test_an_autojumping_clock_does_not_jump_past_a_message_already_sent(
+    server: Server, autojump_clock: trio.testing.MockClock
+) -> None:
+    # With nothing runnable, an autojumping clock makes trio ask the hook
+    # with a timeout of 0, as when it is busy: a write held back then let
+    # the clock jump to the client's deadline (got None at t=1.0).
+    url = await server.start(_send_then_wait_elsewhere)
+    async with wsstream.WebSocketStream(url) as wss:
+        readable, *_ = await wss.opened
+        got = None
+        with trio.move_on_after(1):
+            got = await readable.receive()
+        assert (got, trio.current_time()) == ("hi", 0.0)
+        wss.close()
+
+
+async def test_wait_all_tasks_blocked_returns_after_the_write(server: Server) -> None:
+    go = trio.Event()
+
+    async def handler(wss: wsstream.WebSocketStream) -> None:
+        await wss.opened
+        await go.wait()
+        await _send_then_wait_elsewhere(wss)
+
+    url = await server.start(handler)
+    async with wsstream.WebSocketStream(url) as wss:
+        readable, *_ = await wss.opened
+        await trio.testing.wait_all_tasks_blocked()
+        go.set()
+        await trio.testing.wait_all_tasks_blocked()
+        # Everything is blocked only once the message is out (it was held
+        # back); loopback delivers it with the write, and the reader has run.
+        try:
+            got = readable.receive_nowait()
+        except trio.WouldBlock:
+            got = None  # not written when trio declared everything blocked
+        assert got == "hi"
+        wss.close()
+
+
+async def test_a_write_waits_for_more_passes_only_briefly(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A producer sends one message per pass while another task keeps trio
+    # busy and each pass takes 10 ms of (fake) real time: a write waits at
+    # most FLUSH_DEFER_SECONDS, so the messages go out about one write per
+    # pass, not one write per 64 passes (held 342 ms in a review's run).
+    from wsstream._engine import writer
+
+    now = [0.0]
+    monkeypatch.setattr(writer, "perf_counter", lambda: now[0])
+    writes = _count_writes(monkeypatch)
+    url = await server.start(echo_handler)
+    async with wsstream.WebSocketStream(url) as wss:
+        readable, writable, *_ = await wss.opened
+        fd = _fd(wss)
+        done = trio.Event()
+
+        async def busy() -> None:
+            while not done.is_set():
+                now[0] += 0.010
+                await trio.lowlevel.cancel_shielded_checkpoint()
+
+        async def producer() -> None:
+            for i in range(40):
+                writable.send_nowait(b"%d" % i)
+                await trio.lowlevel.cancel_shielded_checkpoint()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(busy)
+            nursery.start_soon(producer)
+            for i in range(40):
+                assert await readable.receive() == b"%d" % i
+            done.set()
+        assert writes[fd] >= 20
+        wss.close()
+
+
+async def test_a_failure_inside_the_hook_leaves_the_writes_to_the_flusher(
+    server: Server, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An exception leaving before_io_wait would make trio remove the
+    # instrument, and every connection's end-of-pass writes with it.
+    from wsstream._engine import writer
+
+    original = writer.Writer.end_of_pass
+    failed: list[bool] = []
+
+    def failing_once(self: writer.Writer, busy: bool) -> bool:
+        if not failed:
+            failed.append(True)
+            raise RuntimeError("a bug of ours")
+        return original(self, busy)
+
+    monkeypatch.setattr(writer.Writer, "end_of_pass", failing_once)
+    url = await server.start(echo_handler)
+    async with wsstream.WebSocketStream(url) as wss:
+        readable, writable, *_ = await wss.opened
+        for i in range(3):
+            await writable.send(b"%d" % i)
+            assert await readable.receive() == b"%d" % i
+        assert failed
+        assert passes._writers.get(None) is not None  # still installed, still used
+        assert "writing at the end of a pass failed" in caplog.text
+        wss.close()
+
+
+def test_systemexit_inside_the_hook_ends_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A signal handler that calls sys.exit() can run inside the hook; trio
+    # would swallow it with the instrument. It ends the run instead, as
+    # anything raised outside a task does (TrioInternalError, its cause).
+    from wsstream._engine import writer
+
+    def exiting(self: writer.Writer, busy: bool) -> bool:
+        raise SystemExit(3)
+
+    monkeypatch.setattr(writer.Writer, "end_of_pass", exiting)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(
+                lambda task_status: wsstream.serve(
+                    echo_handler, "127.0.0.1", 0, task_status=task_status
+                )
+            )
+            port = listeners[0].socket.getsockname()[1]
+            async with wsstream.WebSocketStream(f"ws://127.0.0.1:{port}") as wss:
+                _, writable, *_ = await wss.opened
+                await writable.send(b"x")
+                await trio.sleep(5)
+            nursery.cancel_scope.cancel()  # (swallowed, the run went on)
+
+    with pytest.raises(trio.TrioInternalError) as caught:
+        trio.run(main)
+    # (The cause comes wrapped in trio's system nursery's groups; one
+    # SystemExit per connection the hook was writing.)
+    def leaves(exc: BaseException | None) -> list[BaseException | None]:
+        if isinstance(exc, BaseExceptionGroup):
+            return [leaf for inner in exc.exceptions for leaf in leaves(inner)]
+        return [exc]
+
+    found = leaves(caught.value.__cause__)
+    assert found and all(isinstance(e, SystemExit) and e.code == 3 for e in found)

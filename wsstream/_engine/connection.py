@@ -172,6 +172,7 @@ class Connection(Writer):
         self._passes = None
         self._pass_listed = False
         self._pass_sent = self._pass_taken = self._pass_deferred = 0
+        self._pass_since = 0.0
         self.messages_received = 0
         self.bytes_received = 0
 

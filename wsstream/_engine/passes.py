@@ -20,14 +20,18 @@ per small message.
 **Deferral** (rule 2, batch writes). While trio has more to run at once (the
 hook's timeout is 0) and the connection's user made progress during the
 pass (sent a message, or took one while more wait to be answered), its write
-waits for the next pass: at most :data:`FLUSH_DEFER_PASSES` passes, and only
+waits for the next pass: at most :data:`FLUSH_DEFER_PASSES` passes and
+:data:`FLUSH_DEFER_SECONDS` from the pass it was listed in (real time: a pass
+that another task makes long, with blocking work, ends the wait), and only
 while the outbox is within ``write_limit``. A task that sends one message per
 pass (a ``trio.Semaphore`` in the loop yields on every ``acquire``) or
 answers a burst over several passes gets one write for the lot. When trio is
-about to sleep (timeout > 0), everything listed is written. (trio also asks
-with a timeout of 0 when a task waits in ``wait_all_tasks_blocked`` without
-a cushion, or for a clock that autojumps at once: a deferred write then
-comes one pass later, once its user made no progress in a pass.)
+about to sleep (timeout > 0), everything listed is written. trio also asks
+with a timeout of 0 when nothing is runnable but a task waits in
+``wait_all_tasks_blocked`` or a clock autojumps at once: then nothing is
+deferred, since trio is about to declare everything blocked or to jump the
+clock, and a write held back then would let a ``MockClock`` jump past a
+message that was already sent.
 
 **What the socket does not take** (it is full, or broken) is the flusher's:
 it waits for the socket to become writable. The hook cannot wake a task
@@ -50,19 +54,25 @@ from typing import Protocol
 
 import trio
 
-__all__ = ["FLUSH_DEFER_PASSES", "PassWriter", "PassWritten"]
+__all__ = ["FLUSH_DEFER_PASSES", "FLUSH_DEFER_SECONDS", "PassWriter", "PassWritten"]
 
 _log = logging.getLogger("wsstream")
 
 #: At most this many passes may a write wait for its user's next messages.
 FLUSH_DEFER_PASSES = 64
 
+#: ... and at most this long (seconds of real time since it was listed): a
+#: pass can be long when another task blocks, and the passes bound alone
+#: then held messages for hundreds of milliseconds.
+FLUSH_DEFER_SECONDS = 0.001
+
 
 class PassWritten(Protocol):
     """What the pass writer asks of a connection (the engine's Writer)."""
 
     def end_of_pass(self, busy: bool) -> bool:
-        """Write what is pending, or not yet; returns whether to stay listed."""
+        """Write what is pending, or not yet; returns whether to stay listed.
+        ``busy``: trio has tasks to run at once (a write may wait)."""
 
     def write_later(self) -> None:
         """The pass writer failed on this connection: the flusher writes."""
@@ -109,20 +119,42 @@ class PassWriter(trio.abc.Instrument):
             return
         self.listed = []
         kept: list[PassWritten] = []
-        busy = timeout <= 0
+        # A timeout of 0 with nothing runnable is trio about to find every
+        # task blocked (wait_all_tasks_blocked, an autojumping clock): write.
+        busy = timeout <= 0 and trio.lowlevel.current_statistics().tasks_runnable > 0
+        interrupt: BaseException | None = None
         for conn in listed:
             try:
                 if conn.end_of_pass(busy):
                     kept.append(conn)
-            except Exception:  # pragma: no cover - a bug of ours
-                # An exception leaving this hook would make trio remove the
-                # instrument, and every connection's writes with it.
-                _log.exception("wsstream: writing at the end of a pass failed")
+            except BaseException as exc:
+                # Anything leaving this hook makes trio remove the instrument,
+                # and every connection's writes with it: this connection's
+                # flusher writes instead. Exception is a bug of ours (logged);
+                # anything else (SystemExit from a signal handler that ran
+                # here) is the program's, re-raised in the run below.
                 conn.write_later()
+                if isinstance(exc, Exception):
+                    _log.exception("wsstream: writing at the end of a pass failed")
+                elif interrupt is None:
+                    interrupt = exc
         if kept:
             if self.listed:
                 kept += self.listed
             self.listed = kept
+        if interrupt is not None:
+            self._reraise_soon(interrupt)
+
+    def _reraise_soon(self, exc: BaseException) -> None:
+        """Raise ``exc`` out of the run (trio ends it with TrioInternalError
+        whose cause is ``exc``, as for anything raised outside a task),
+        instead of letting trio swallow it with this instrument."""
+
+        def reraise() -> None:
+            raise exc
+
+        with contextlib.suppress(trio.RunFinishedError):
+            self.token.run_sync_soon(reraise)
 
     def wake_soon(self, wake: Callable[[], object]) -> None:
         """Run ``wake()`` at the start of the next pass, and make sure that

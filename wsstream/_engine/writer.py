@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from time import perf_counter
 from typing import TYPE_CHECKING
 
 import trio
@@ -22,7 +23,7 @@ from .._transport import Transport
 from .ending import Ending
 from .inbox import YIELD_MASK, Inbox
 from .outbox import Outbox
-from .passes import FLUSH_DEFER_PASSES, PassWriter
+from .passes import FLUSH_DEFER_PASSES, FLUSH_DEFER_SECONDS, PassWriter
 from .pings import PingTracker
 
 __all__ = ["FLUSH_DEFER_PASSES", "MAX_PENDING_CONTROL", "Writer"]
@@ -39,7 +40,7 @@ class Writer(Ending):
 
     __slots__ = (
         "_keepalive_scope", "_parts", "_pass_deferred", "_pass_listed", "_pass_sent",
-        "_pass_taken", "_passes", "messages_sent",
+        "_pass_since", "_pass_taken", "_passes", "messages_sent",
     )
 
     _parts: int  # set by Connection.__init__
@@ -52,6 +53,7 @@ class Writer(Ending):
     _pass_sent: int
     _pass_taken: int
     _pass_deferred: int
+    _pass_since: float
 
     # The Connection's, used here.
     core: Core
@@ -152,6 +154,7 @@ class Writer(Ending):
             # progress, so a busy loop defers the write at least once.
             self._pass_sent = self.messages_sent - 1
             self._pass_deferred = 0
+            self._pass_since = perf_counter()
             passes.listed.append(self)
 
     def end_of_pass(self, busy: bool) -> bool:
@@ -170,6 +173,7 @@ class Writer(Ending):
             and self._pass_deferred < FLUSH_DEFER_PASSES
             and out.size <= self._write_limit
             and (sent != self._pass_sent or (taken != self._pass_taken and self.inbox))
+            and perf_counter() - self._pass_since < FLUSH_DEFER_SECONDS
         ):
             self._pass_sent, self._pass_taken = sent, taken
             self._pass_deferred += 1
