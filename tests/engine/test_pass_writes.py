@@ -313,3 +313,30 @@ def test_systemexit_inside_the_hook_ends_the_run(monkeypatch: pytest.MonkeyPatch
 
     found = leaves(caught.value.__cause__)
     assert found and all(isinstance(e, SystemExit) and e.code == 3 for e in found)
+
+
+async def test_many_connections_do_not_pay_for_the_idle_check(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # current_statistics() counts every descriptor trio waits on: with more
+    # than EXACT_IDLE_CHECK_USERS connections (here: more than 0) it is not
+    # asked, and a timeout of 0 counts as busy; messages still flow.
+    monkeypatch.setattr(passes, "EXACT_IDLE_CHECK_USERS", 0)
+    calls: list[None] = []
+    original = trio.lowlevel.current_statistics
+
+    def counting() -> object:
+        calls.append(None)
+        return original()
+
+    monkeypatch.setattr(trio.lowlevel, "current_statistics", counting)
+    url = await server.start(echo_handler)
+    async with wsstream.WebSocketStream(url) as wss:
+        readable, writable, *_ = await wss.opened
+        for i in range(50):
+            writable.send_nowait(b"%d" % i)
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        for i in range(50):
+            assert await readable.receive() == b"%d" % i
+        wss.close()
+    assert calls == []
