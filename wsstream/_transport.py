@@ -162,24 +162,31 @@ class SocketTransport(Transport):
         return not self._drained
 
     async def receive(self, size: int) -> Buffer:
+        view = _scratch.view
+        n = await self.receive_into(view[:size])
+        return view[:n] if n else b""
+
+    async def receive_into(self, buffer: memoryview) -> int:
+        """Read into ``buffer`` (as :meth:`receive`, without the scratch
+        buffer): the byte count, ``0`` at the end. The reader uses it to put
+        a large payload straight into the buffer that will hold it."""
         fd = self.fd
         while True:
             if fd < 0:
-                return b""
+                return 0
             if self._drained:
                 # The last read emptied the socket: wait first, rather than
                 # spend a system call to learn it is still empty.
                 try:
                     await wait_readable(fd)
                 except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
-                    return b""
-            view = _scratch.view
-            n = _readv_nowait(fd, view[:size])
+                    return 0
+            n = _readv_nowait(fd, buffer)
             if n < 0:
                 self._drained = True
                 continue
-            self._drained = n < size
-            return view[:n] if n else b""
+            self._drained = n < len(buffer)
+            return n
 
     def write_some(self, chunks: Sequence[Buffer]) -> int:
         fd = self.fd

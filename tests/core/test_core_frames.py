@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import zlib
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
@@ -440,6 +441,31 @@ def test_large_payload_buffers_are_reused_and_the_spares_are_bounded() -> None:
     assert feed(receiver, build(BINARY, huge), 1 << 20) == [huge]
     assert spares.total <= core_module.SPARE_TOTAL
     assert all(len(b) <= core_module.SPARE_EACH for b in spares.buffers)
+
+
+@pytest.mark.parametrize("make", [server, client])
+def test_the_rest_of_a_large_payload_can_be_read_straight_into_its_buffer(
+    make: Callable[..., Core],
+) -> None:
+    core = make(max_message_size=None)
+    payload = os.urandom(300_000)
+    frame = build(BINARY, payload, mask=make is server)
+    assert core.input_buffer(1) is None  # nothing in progress
+    core.receive_data(frame[:50_000])
+    core.parse()
+    assert core.input_buffer(300_000) is None  # less than that is left
+    rest = memoryview(frame)[50_000:]
+    while rest:
+        target = core.input_buffer(1)
+        assert target is not None
+        with target:
+            n = min(len(target), 70_000)
+            target[:n] = rest[:n]
+        core.input_filled(n)
+        rest = rest[n:]
+        core.parse()
+    assert core.take_messages() == [payload]
+    assert core.input_buffer(1) is None
 
 
 @pytest.mark.parametrize("opcode", [BINARY, TEXT])

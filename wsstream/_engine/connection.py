@@ -69,7 +69,7 @@ from .._errors import AbortError, HandshakeError, WebSocketError
 from .._options import CloseInfo, Options, Statistics
 from .._protocol import Core, Phase, Verdict
 from .._streams.promise import Promise
-from .._transport import SCRATCH_SIZE, Transport, peer_address, transport_for
+from .._transport import SCRATCH_SIZE, SocketTransport, Transport, peer_address, transport_for
 from .inbox import Inbox
 from .outbox import Outbox
 from .passes import PassWriter
@@ -85,6 +85,11 @@ _log = logging.getLogger("wsstream")
 #: under a millisecond, and the yield between steps costs about 1 us.
 PARSE_FRAMES = 64
 PARSE_BYTES = 256 * 1024
+
+#: On a plain socket, the rest of a large payload of at least this many bytes
+#: is read straight into the buffer that holds it (Core.input_buffer), not
+#: through the read buffer and a copy.
+DIRECT_READ_MIN = 64 * 1024
 
 #: The run task's name, as trio would spell it: given, it is one shared str
 #: instead of one built per connection.
@@ -353,6 +358,7 @@ class Connection(Writer):
         life = core.lifecycle
         transport = self._transport
         assert transport is not None
+        direct = transport if isinstance(transport, SocketTransport) else None
         while True:
             if inbox.full:
                 # The core borrows what it was given until it parses it: the
@@ -380,6 +386,15 @@ class Connection(Writer):
                 # The socket may hold more: yield before reading it (when
                 # drained, the wait for more is the yield).
                 await checkpoint()
+            if direct is not None and (target := core.input_buffer(DIRECT_READ_MIN)):
+                with target:
+                    size = await direct.receive_into(target)
+                if size:
+                    self.bytes_received += size
+                    core.input_filled(size)
+                else:
+                    core.receive_eof()
+                continue
             data = await transport.receive(inbox.read_size(SCRATCH_SIZE))
             if data:
                 self.bytes_received += len(data)

@@ -159,6 +159,26 @@ class Receiver:
             self._borrowed = False
         self._buf += data  # type: ignore[operator]
 
+    def input_buffer(self, min_size: int) -> memoryview | None:
+        """Where the next read may go directly: the rest of a large payload
+        in progress, when it is at least ``min_size`` bytes and no other
+        input waits; else None. Read into it, release it, then call
+        :meth:`input_filled` with the count. It saves copying the payload
+        from a read buffer (a tenth of the CPU of a 1 MiB echo)."""
+        big = self._big
+        if big is None or self._buf or not self.accepts_input:
+            return None
+        fill, length = self._big_fill, self._big_len
+        if length - fill < min_size:
+            return None
+        with memoryview(big) as whole:
+            return whole[fill:length]
+
+    def input_filled(self, size: int) -> None:
+        """``size`` bytes were read into :meth:`input_buffer`'s view."""
+        assert self._big is not None and self._big_fill + size <= self._big_len
+        self._big_fill += size
+
     def own_input(self) -> None:
         """Copy borrowed input (see :meth:`receive_data`) before the caller
         waits without parsing it."""
