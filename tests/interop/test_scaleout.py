@@ -163,7 +163,14 @@ async def test_fifty_clients_on_two_processes_get_every_message_once_across_fail
             for client in stayed:
                 assert client.closes == [] and client.nodes == ["n2"], client.name
             if not reuse_port:
+                # haproxy checks every 500 ms (fall 1); the clients can be
+                # back through its retries before the next check has run
+                # (CI12 saw n1 still UP), so wait for it, with a wide margin.
                 states = await stack.backend_states()
+                with trio.move_on_after(10):
+                    while states != {"n1": "DOWN", "n2": "UP"}:
+                        await trio.sleep(0.1)
+                        states = await stack.backend_states()
                 assert states == {"n1": "DOWN", "n2": "UP"}, states
 
             # Nothing published after the reconnection is lost.
