@@ -85,7 +85,8 @@ class PassWritten(Protocol):
 
     def end_of_pass(self, busy: bool) -> bool:
         """Write what is pending, or not yet; returns whether to stay listed.
-        ``busy``: trio has tasks to run at once (a write may wait)."""
+        ``busy``: trio asked with a timeout of 0 (a write may wait, if
+        :meth:`PassWriter.runnable` agrees)."""
 
     def write_later(self) -> None:
         """The pass writer failed on this connection: the flusher writes."""
@@ -97,12 +98,13 @@ _writers: trio.lowlevel.RunVar[PassWriter | None] = trio.lowlevel.RunVar("wsstre
 class PassWriter(trio.abc.Instrument):
     """One per trio run while connections use it; see the module docstring."""
 
-    __slots__ = ("_mock_clock", "_users", "listed", "token")
+    __slots__ = ("_mock_clock", "_runnable", "_users", "listed", "token")
 
     def __init__(self) -> None:
         self.listed: list[PassWritten] = []
         self.token = trio.lowlevel.current_trio_token()
         self._users = 0
+        self._runnable: bool | None = None  # this pass's answer, once asked
         # A test's clock (it may autojump): always tell idle from busy. (A
         # MockClock means trio.testing is imported; wsstream does not import it.)
         testing = sys.modules.get("trio.testing")
@@ -138,12 +140,8 @@ class PassWriter(trio.abc.Instrument):
             return
         self.listed = []
         kept: list[PassWritten] = []
-        # A timeout of 0 with nothing runnable is trio about to find every
-        # task blocked (wait_all_tasks_blocked, an autojumping clock): write.
-        busy = timeout <= 0 and (
-            (self._users > EXACT_IDLE_CHECK_USERS and not self._mock_clock)
-            or trio.lowlevel.current_statistics().tasks_runnable > 0
-        )
+        busy = timeout <= 0
+        self._runnable = None
         interrupt: BaseException | None = None
         for conn in listed:
             try:
@@ -166,6 +164,18 @@ class PassWriter(trio.abc.Instrument):
             self.listed = kept
         if interrupt is not None:
             self._reraise_soon(interrupt)
+
+    def runnable(self) -> bool:
+        """Whether trio has tasks to run at once, asked by a connection about
+        to defer its write (once per pass, and only then). A timeout of 0
+        with nothing runnable is trio about to find every task blocked
+        (wait_all_tasks_blocked, an autojumping clock): then nothing waits."""
+        runnable = self._runnable
+        if runnable is None:
+            runnable = self._runnable = (
+                self._users > EXACT_IDLE_CHECK_USERS and not self._mock_clock
+            ) or trio.lowlevel.current_statistics().tasks_runnable > 0
+        return runnable
 
     def _reraise_soon(self, exc: BaseException) -> None:
         """Raise ``exc`` out of the run (trio ends it with TrioInternalError

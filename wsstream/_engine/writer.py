@@ -174,6 +174,7 @@ class Writer(Ending):
             and out.size <= self._write_limit
             and (sent != self._pass_sent or (taken != self._pass_taken and self.inbox))
             and perf_counter() - self._pass_since < FLUSH_DEFER_SECONDS
+            and passes.runnable()
         ):
             self._pass_sent, self._pass_taken = sent, taken
             self._pass_deferred += 1
