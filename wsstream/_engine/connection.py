@@ -70,26 +70,18 @@ from .._options import CloseInfo, Options, Statistics
 from .._protocol import Core, Phase, Verdict
 from .._streams.promise import Promise
 from .._transport import SCRATCH_SIZE, SocketTransport, Transport, peer_address, transport_for
-from .inbox import Inbox
+from .handoff import Handoff
+from .inbox import DIRECT_READ_MIN, PARSE_BYTES, PARSE_FRAMES, Inbox
 from .outbox import Outbox
 from .passes import PassWriter
 from .pings import PingTracker
-from .writer import MAX_PENDING_CONTROL, Writer
+from .writer import MAX_PENDING_CONTROL
 
-__all__ = ["RUN_TASK_NAME", "Connection"]
+__all__ = [
+    "DIRECT_READ_MIN", "PARSE_BYTES", "PARSE_FRAMES", "RUN_TASK_NAME", "Connection",
+]
 
 _log = logging.getLogger("wsstream")
-
-#: The parse budget per step (rule 4). 64 empty frames take about 30 us to
-#: parse, 256 KiB of payload about as long to copy: each step stays well
-#: under a millisecond, and the yield between steps costs about 1 us.
-PARSE_FRAMES = 64
-PARSE_BYTES = 256 * 1024
-
-#: On a plain socket, the rest of a large payload of at least this many bytes
-#: is read straight into the buffer that holds it (Core.input_buffer), not
-#: through the read buffer and a copy.
-DIRECT_READ_MIN = 64 * 1024
 
 #: The run task's name, as trio would spell it: given, it is one shared str
 #: instead of one built per connection.
@@ -108,7 +100,7 @@ def _deadline_after(seconds: float | None) -> float:
     return math.inf if seconds is None else trio.current_time() + seconds
 
 
-class Connection(Writer):
+class Connection(Handoff):
     """One WebSocket connection; see the module docstring."""
 
     # Slots: a connection is long-lived and numerous on a server; a dict
@@ -117,7 +109,7 @@ class Connection(Writer):
         "_abort_exc", "_connect", "_finished", "_forceful", "_handshake", "_held_marked",
         "_nursery", "_open_info", "_out", "_reader_done", "_scope",
         "_signal_scope", "_transport", "_write_limit",
-        "bytes_received", "closed", "core", "extensions", "id", "inbox", "messages_received",
+        "closed", "core", "extensions", "id", "inbox", "messages_received",
         "opened", "options", "pings", "request", "stream", "subprotocol",
     )
 
@@ -178,6 +170,10 @@ class Connection(Writer):
         self._pass_listed = False
         self._pass_sent = self._pass_taken = self._pass_deferred = 0
         self._pass_since = 0.0
+        self._aside_task = None
+        self._user_reading = False
+        self._woke_user = False
+        self._watch_mark = 0
         self.messages_received = 0
         self.bytes_received = 0
 
@@ -395,6 +391,10 @@ class Connection(Writer):
                 else:
                     core.receive_eof()
                 continue
+            if direct is not None and self._may_step_aside(direct):
+                # The user this parse woke reads next (handoff.py).
+                await self._step_aside()
+                continue
             data = await transport.receive(inbox.read_size(SCRATCH_SIZE))
             if data:
                 self.bytes_received += len(data)
@@ -408,7 +408,8 @@ class Connection(Writer):
         messages = core.take_messages()
         if messages:
             self.messages_received += len(messages)
-            self.inbox.put(messages)
+            if self.inbox.put(messages):
+                self._woke_user = True
         if core.pongs:
             self.pings.on_pongs(core.take_pongs())
         replies = core.data_to_send()
@@ -525,6 +526,7 @@ class Connection(Writer):
         out = self._out
         transport = self._transport
         self.inbox.before_wait = None
+        self.inbox.read_here = None
         out.sender = None
         if self._passes is not None:
             self._passes.leave()

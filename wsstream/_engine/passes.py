@@ -62,7 +62,7 @@ import trio
 
 __all__ = [
     "EXACT_IDLE_CHECK_USERS", "FLUSH_DEFER_PASSES", "FLUSH_DEFER_SECONDS", "PassWriter",
-    "PassWritten",
+    "PassWritten", "ReadWatched",
 ]
 
 _log = logging.getLogger("wsstream")
@@ -92,16 +92,28 @@ class PassWritten(Protocol):
         """The pass writer failed on this connection: the flusher writes."""
 
 
+class ReadWatched(Protocol):
+    """A connection whose reader stands aside (handoff.py)."""
+
+    def check_reading(self, idle: bool, passes: int) -> bool:
+        """Hand reading back if no user reads; returns whether to keep
+        watching. ``idle``: trio is about to sleep."""
+
+
 _writers: trio.lowlevel.RunVar[PassWriter | None] = trio.lowlevel.RunVar("wsstream.pass_writer")
 
 
 class PassWriter(trio.abc.Instrument):
     """One per trio run while connections use it; see the module docstring."""
 
-    __slots__ = ("_mock_clock", "_runnable", "_users", "listed", "token")
+    __slots__ = ("_mock_clock", "_runnable", "_users", "listed", "passes", "token", "watched")
 
     def __init__(self) -> None:
         self.listed: list[PassWritten] = []
+        # Connections whose reader stands aside, to check that a user reads
+        # (handoff.py), and the count of ends of pass that check counts in.
+        self.watched: list[ReadWatched] = []
+        self.passes = 0
         self.token = trio.lowlevel.current_trio_token()
         self._users = 0
         self._runnable: bool | None = None  # this pass's answer, once asked
@@ -130,11 +142,15 @@ class PassWriter(trio.abc.Instrument):
             _writers.set(None)
             # Only the listed connections still need it, and they have ended.
             self.listed = []
+            self.watched = []
             # KeyError: trio removed it after an error (it logged that).
             with contextlib.suppress(KeyError):
                 trio.lowlevel.remove_instrument(self)
 
     def before_io_wait(self, timeout: float) -> None:
+        self.passes += 1
+        if self.watched:
+            self._check_watched(timeout > 0)
         listed = self.listed
         if not listed:
             return
@@ -164,6 +180,21 @@ class PassWriter(trio.abc.Instrument):
             self.listed = kept
         if interrupt is not None:
             self._reraise_soon(interrupt)
+
+    def _check_watched(self, idle: bool) -> None:
+        watched = self.watched
+        self.watched = []
+        passes = self.passes
+        kept: list[ReadWatched] = []
+        for conn in watched:
+            try:
+                if conn.check_reading(idle, passes):
+                    kept.append(conn)
+            except Exception:  # a bug of ours: never let it remove the instrument
+                _log.exception("wsstream: handing reading back failed")
+        if kept:
+            kept += self.watched
+            self.watched = kept
 
     def runnable(self) -> bool:
         """Whether trio has tasks to run at once, asked by a connection about
