@@ -16,6 +16,10 @@ the connection's tasks run in a nursery whose scope is the run scope:
   inbox, the core's own replies (pongs, the Close echo) to the outbox. It
   never waits on the writer (rule 1), except for the one event the lifecycle
   needs when the peer's Close came first while a write was under way.
+  On a plain socket, once it has handed a message to a task waiting in
+  ``receive()``, it steps aside (:mod:`.handoff`): that task's next
+  ``receive()`` reads and parses itself, so an answer makes no hop through
+  the reader; reading comes back to the reader whenever no user reads.
 * the **flusher**, started by the first frames it has to write (an idle
   connection never has one), writes everything queued at once (rule 2),
   lets a user with messages to answer go first so that replies to a burst
@@ -24,7 +28,8 @@ the connection's tasks run in a nursery whose scope is the run scope:
   side). On a plain socket it only writes what the socket did not take at
   once, and the core's own frames: messages are written at the end of
   trio's scheduler pass (below).
-* **keepalive**, when ``ping_interval`` is set.
+* keepalive, when ``ping_interval`` is set, is not a task of its own: one
+  task per trio run pings every connection that needs it (:mod:`.keepalive`).
 
 ``send()`` serialises into the outbox and returns; it first waits while the
 outbox holds more than ``write_limit`` bytes. On a plain socket no task is
@@ -72,6 +77,7 @@ from .._streams.promise import Promise
 from .._transport import SCRATCH_SIZE, SocketTransport, Transport, peer_address, transport_for
 from .handoff import Handoff
 from .inbox import DIRECT_READ_MIN, PARSE_BYTES, PARSE_FRAMES, Inbox
+from .keepalive import Keepalive
 from .outbox import Outbox
 from .passes import PassWriter
 from .pings import PingTracker
@@ -160,7 +166,10 @@ class Connection(Handoff):
         self._errors: dict[tuple[int, str], WebSocketError] | None = None
 
         self.pings = PingTracker()
-        self._keepalive_scope: trio.CancelScope | None = None
+        self._ka_entry = None
+        self._ka_ping = None
+        self._ka_payload = b""
+        self._ka_epoch = 0
         self._signal_scope: trio.CancelScope | None = None
         self._forceful = False
 
@@ -243,7 +252,7 @@ class Connection(Handoff):
             self._nursery = nursery
             self._out.start_flusher = self._start_flusher
         if self.options.ping_interval is not None:
-            nursery.start_soon(self._keepalive)
+            self._ka_entry = Keepalive.add(self, trio.current_time() + self.options.ping_interval)
 
     def _reader_finished(self) -> None:
         self._arm_close_deadline()
@@ -255,8 +264,7 @@ class Connection(Handoff):
         # connection), then ends.
         out.wake_flusher()
         # Keepalive has nothing left to do; the flusher finishes.
-        if self._keepalive_scope is not None:
-            self._keepalive_scope.cancel()
+        self._leave_keepalive()
 
     async def _open(self) -> bool:
         """The opening handshake; returns True if the connection is open."""
@@ -527,6 +535,7 @@ class Connection(Handoff):
         transport = self._transport
         self.inbox.before_wait = None
         self.inbox.read_here = None
+        self._leave_keepalive()
         out.sender = None
         if self._passes is not None:
             self._passes.leave()
@@ -570,6 +579,12 @@ class Connection(Handoff):
         self.pings.release_all()
         self.inbox.wake_all()
         out.wake_all()
+
+    def _leave_keepalive(self) -> None:
+        entry = self._ka_entry
+        if entry is not None:
+            entry.conn = None  # the heap keeps no closed connection alive
+            self._ka_entry = None
 
     async def closed_event(self) -> None:
         """Wait until ``closed`` settled, whatever the outcome."""

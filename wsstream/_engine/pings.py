@@ -6,10 +6,13 @@ import os
 
 import trio
 
-__all__ = ["PingTracker"]
+__all__ = ["Ping", "PingTracker"]
 
 
-class _Ping:
+class Ping:
+    """A ping waiting for its pong: ``event`` is set when it came (``rtt``
+    set) or the connection ended (``rtt`` None)."""
+
     __slots__ = ("event", "rtt", "sent_at")
 
     def __init__(self, sent_at: float) -> None:
@@ -26,7 +29,7 @@ class PingTracker:
 
     def __init__(self) -> None:
         # Made by the first ping: most connections never send one.
-        self._waiting: dict[bytes, _Ping] | None = None
+        self._waiting: dict[bytes, Ping] | None = None
         self.latency: float | None = None
         self.pings_sent = 0
         self.pongs_received = 0
@@ -47,19 +50,30 @@ class PingTracker:
             raise ValueError("a ping with this payload is already waiting for its pong")
         return payload
 
-    async def wait(self, payload: bytes) -> float | None:
-        """Wait for the pong of a ping just sent; ``None`` if the
-        connection ended first (see :meth:`release_all`)."""
-        ping = _Ping(trio.current_time())
+    def track(self, payload: bytes) -> Ping:
+        """Count a ping just sent and expect its pong (the keepalive's;
+        :meth:`forget` it if it is not waited for)."""
+        ping = Ping(trio.current_time())
         waiting = self._waiting
         if waiting is None:
             waiting = self._waiting = {}
         waiting[payload] = ping
         self.pings_sent += 1
+        return ping
+
+    def forget(self, payload: bytes) -> None:
+        """Stop expecting the pong of ``payload``."""
+        if self._waiting is not None:
+            self._waiting.pop(payload, None)
+
+    async def wait(self, payload: bytes) -> float | None:
+        """Wait for the pong of a ping just sent; ``None`` if the
+        connection ended first (see :meth:`release_all`)."""
+        ping = self.track(payload)
         try:
             await ping.event.wait()
         finally:
-            waiting.pop(payload, None)
+            self.forget(payload)
         return ping.rtt
 
     def on_pongs(self, pongs: list[bytes]) -> None:

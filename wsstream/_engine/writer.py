@@ -8,7 +8,6 @@ docstring of ``connection`` tells how the parts fit.
 from __future__ import annotations
 
 import logging
-import math
 from time import perf_counter
 from typing import TYPE_CHECKING
 
@@ -22,9 +21,10 @@ from .._streams.messages import encode_message, usv_encode
 from .._transport import Transport
 from .ending import Ending
 from .inbox import YIELD_MASK, Inbox
+from .keepalive import Entry
 from .outbox import Outbox
 from .passes import FLUSH_DEFER_PASSES, FLUSH_DEFER_SECONDS, PassWriter
-from .pings import PingTracker
+from .pings import Ping, PingTracker
 
 __all__ = ["FLUSH_DEFER_PASSES", "MAX_PENDING_CONTROL", "Writer"]
 
@@ -39,8 +39,8 @@ class Writer(Ending):
     """send(), send_nowait(), ping(), the flusher and keepalive."""
 
     __slots__ = (
-        "_keepalive_scope", "_parts", "_pass_deferred", "_pass_listed", "_pass_sent",
-        "_pass_since", "_pass_taken", "_passes", "messages_sent",
+        "_ka_entry", "_ka_epoch", "_ka_payload", "_ka_ping", "_parts", "_pass_deferred",
+        "_pass_listed", "_pass_sent", "_pass_since", "_pass_taken", "_passes", "messages_sent",
     )
 
     _parts: int  # set by Connection.__init__
@@ -68,7 +68,12 @@ class Writer(Ending):
     _reader_done: bool
     _nursery: trio.Nursery | None
     _scope: trio.CancelScope
-    _keepalive_scope: trio.CancelScope | None
+    # The keepalive (keepalive.py): this connection's entry, and the ping
+    # it sent with the readable's pause count then. Set by Connection.__init__.
+    _ka_entry: Entry | None
+    _ka_ping: Ping | None
+    _ka_payload: bytes
+    _ka_epoch: int
 
     if TYPE_CHECKING:
         def _fail(self, code: int, reason: str) -> None: ...
@@ -193,27 +198,36 @@ class Writer(Ending):
 
     # -- keepalive -------------------------------------------------------
 
-    async def _keepalive(self) -> None:
+    def keepalive_step(self, now: float) -> float | None:
+        """The run's keepalive calls this (see keepalive.py): ping, or check
+        the ping sent; returns when to come back, None once done."""
+        if self._reader_done or not self.core.is_open or self._send_error is not None:
+            return None
         interval = self.options.ping_interval
         timeout = self.options.ping_timeout
         assert interval is not None
-        with trio.CancelScope() as self._keepalive_scope:
-            while self.core.is_open:
-                await trio.sleep(interval)
-                if not self.core.is_open:
-                    return
-                epoch = self.inbox.pause_epoch
-                with trio.move_on_after(math.inf if timeout is None else timeout) as wait:
-                    try:
-                        await self.ping()
-                    except (trio.BrokenResourceError, trio.ClosedResourceError):
-                        return
-                if wait.cancelled_caught:
-                    if self.inbox.paused or epoch != self.inbox.pause_epoch:
-                        # Our own backpressure may hold the pong unread.
-                        continue
-                    self._fail(1011, "keepalive ping timeout")
-                    return
+        ping = self._ka_ping
+        if ping is None:
+            payload = self.pings.payload_for(b"")
+            self._out.queue_control(list(self.core.send_ping(payload)))
+            self._ka_ping = self.pings.track(payload)
+            self._ka_payload = payload
+            self._ka_epoch = self.inbox.pause_epoch
+            return now + (interval if timeout is None else timeout)
+        if ping.event.is_set():
+            self._ka_ping = None
+            if ping.rtt is None:
+                return None  # the connection ended
+            return max(ping.sent_at + ping.rtt + interval, now)
+        if timeout is None:
+            return now + interval  # no timeout: wait on
+        self._ka_ping = None
+        self.pings.forget(self._ka_payload)
+        if self.inbox.paused or self._ka_epoch != self.inbox.pause_epoch:
+            # Our own backpressure may hold the pong unread: try again later.
+            return now + interval
+        self._fail(1011, "keepalive ping timeout")
+        return None
 
     async def send(self, message: object) -> None:
         """Queue one message; see :meth:`Writable.send`."""
