@@ -7,7 +7,9 @@ from __future__ import annotations
 import array
 import base64
 import functools
+import gc
 import ssl
+import tracemalloc
 from typing import Any
 
 import pytest
@@ -397,6 +399,37 @@ def test_headers_refuse_bad_fields(items: Any, error: type[Exception]) -> None:
 def test_headers_accept_iso_8859_1_values_and_every_token_name() -> None:
     headers = wsstream.Headers([("X-!#$%&'*+.^_`|~09az", "caf\u00e9 \t ok")])
     assert headers["x-!#$%&'*+.^_`|~09AZ"] == "caf\u00e9 \t ok"
+
+
+def test_header_lookups_keep_nothing_per_request() -> None:
+    # A server keeps every connection's request, and its handshake looks
+    # headers up (Origin, Host): an index built by the first lookup cost
+    # 1-2.5 KiB per connection (1.1 KiB with 6 fields). Lookups now scan.
+    fields = [(f"X-Field-{i}", f"value {i}") for i in range(12)] + [("Origin", "https://a")]
+    headers = wsstream.Headers(fields)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        assert headers.get_all("origin") == ["https://a"]
+        assert headers["ORIGIN"] == "https://a"
+        assert "x-field-3" in headers and "nope" not in headers
+        assert headers.get("missing") is None
+        assert len(headers) == 13
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert kept < 600, kept  # was 2,697 bytes with the index
+
+
+def test_repeated_headers_keep_their_order_and_first_value() -> None:
+    headers = wsstream.Headers([("A", "1"), ("b", "2"), ("a", "3")])
+    assert headers["a"] == "1"
+    assert headers.get_all("A") == ["1", "3"]
+    assert list(headers) == ["A", "b"]
+    assert len(headers) == 2
+    with pytest.raises(KeyError):
+        headers["c"]
 
 
 def test_request_refuses_a_path_that_is_not_a_str() -> None:

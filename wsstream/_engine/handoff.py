@@ -32,9 +32,10 @@ longer open; the end of the stream.
 ``receive()`` with its message and not come back (it awaits something else,
 or stopped reading). The run's pass writer (:mod:`.passes`, an instrument
 called before every wait for I/O) then hands reading back: at once when trio
-is about to sleep, else after the user's own pass and one more (a task that
-answers a message and comes back to ``receive()`` in the same step never
-gives reading back). So the socket is watched by the reader or by a user in
+is about to sleep (or to find every task blocked: a ``MockClock`` must not
+jump past unread input), else after the user's own pass and one more (a
+task that answers a message and comes back to ``receive()`` in the same
+step never gives reading back). So the socket is watched by the reader or by a user in
 ``receive()`` whenever trio sleeps, and keepalive, the closing handshake and
 the peer's pings behave as they do with the reader reading.
 
@@ -147,14 +148,22 @@ class Handoff(Writer):
             # Handed back already, or a user reads (it is watched again
             # when it leaves receive()).
             return False
-        if not idle and passes - self._watch_mark < HAND_BACK_PASSES:
+        writer = self._passes
+        assert writer is not None
+        if (
+            not idle
+            and passes - self._watch_mark < HAND_BACK_PASSES
+            # A timeout of 0 with nothing runnable: trio is about to find
+            # every task blocked or jump a MockClock, which must not happen
+            # with input left unread.
+            and writer.runnable()
+        ):
             return True
         self.inbox.read_here = None
         if idle:
             # trio chose to sleep before asking: a task rescheduled now would
             # wait for that sleep; this wakes it at once.
-            assert self._passes is not None
-            self._passes.wake_soon(self._wake_aside)
+            writer.wake_soon(self._wake_aside)
         else:
             self._wake_aside()
         return False

@@ -45,6 +45,10 @@ run the wake-up soon (``TrioToken.run_sync_soon``, which also cuts that
 sleep short). While the flusher waits for the socket, the hook leaves the
 connection alone.
 
+**Who reads.** The same hook checks, once per pass, the connections whose
+reader stands aside for a user in ``receive()`` (:mod:`.handoff`), and hands
+reading back to the reader when no user reads.
+
 A connection joins the run's writer when its data phase starts on a plain
 socket and leaves it when it finishes; the instrument is installed while
 at least one connection uses it, so a program without one pays nothing.
@@ -149,6 +153,7 @@ class PassWriter(trio.abc.Instrument):
 
     def before_io_wait(self, timeout: float) -> None:
         self.passes += 1
+        self._runnable = None
         if self.watched:
             self._check_watched(timeout > 0)
         listed = self.listed
@@ -157,7 +162,6 @@ class PassWriter(trio.abc.Instrument):
         self.listed = []
         kept: list[PassWritten] = []
         busy = timeout <= 0
-        self._runnable = None
         interrupt: BaseException | None = None
         for conn in listed:
             try:
