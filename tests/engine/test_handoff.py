@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import AsyncIterator
 
 import pytest
 import trio
@@ -39,6 +40,21 @@ class _RunTaskSteps(trio.abc.Instrument):
 def _aside(wss: wsstream.WebSocketStream) -> bool:
     """Whether the connection's reader stands aside."""
     return wss._conn.inbox.read_here is not None
+
+
+@contextlib.asynccontextmanager
+async def _aside_after_one_echo(
+    url: str,
+) -> AsyncIterator[tuple[wsstream.WebSocketStream, wsstream.Readable, wsstream.Writable]]:
+    """A client that sent one message and got it back: its reader now
+    stands aside. Closes on the way out."""
+    async with wsstream.WebSocketStream(url) as wss:
+        readable, writable, *_ = await wss.opened
+        await writable.send(b"x")
+        assert await readable.receive() == b"x"
+        assert _aside(wss)
+        yield wss, readable, writable
+        wss.close()
 
 
 async def _pinger_server(
@@ -117,18 +133,13 @@ async def test_reading_is_handed_back_when_the_user_stops_receiving(server: Serv
     pinged: list[float] = []
     go, done = trio.Event(), trio.Event()
     url = await _pinger_server(server, pinged, go, done)
-    async with wsstream.WebSocketStream(url) as wss:
-        readable, writable, *_ = await wss.opened
-        await writable.send(b"x")
-        assert await readable.receive() == b"x"
-        assert _aside(wss)
+    async with _aside_after_one_echo(url) as (wss, _, _):
         # The user now waits on something else: trio sleeps, so the reader
         # takes the socket back, and answers the ping.
         go.set()
         with trio.fail_after(5):
             await done.wait()
         assert not _aside(wss)
-        wss.close()
 
 
 async def test_reading_is_handed_back_in_a_busy_program(server: Server) -> None:
@@ -138,11 +149,7 @@ async def test_reading_is_handed_back_in_a_busy_program(server: Server) -> None:
     pinged: list[float] = []
     go, done = trio.Event(), trio.Event()
     url = await _pinger_server(server, pinged, go, done)
-    async with wsstream.WebSocketStream(url) as wss:
-        readable, writable, *_ = await wss.opened
-        await writable.send(b"x")
-        assert await readable.receive() == b"x"
-        assert _aside(wss)
+    async with _aside_after_one_echo(url) as (wss, _, _):
         for _ in range(HAND_BACK_PASSES + 1):
             await trio.lowlevel.checkpoint()
         assert not _aside(wss)
@@ -152,16 +159,11 @@ async def test_reading_is_handed_back_in_a_busy_program(server: Server) -> None:
             await trio.lowlevel.checkpoint()
             spins += 1
         assert pinged, "the ping was not answered while the program was busy"
-        wss.close()
 
 
 async def test_a_cancelled_receive_hands_back_and_loses_nothing(server: Server) -> None:
     url = await server.start(echo_handler)
-    async with wsstream.WebSocketStream(url) as wss:
-        readable, writable, *_ = await wss.opened
-        await writable.send(b"first")
-        assert await readable.receive() == b"first"
-        assert _aside(wss)
+    async with _aside_after_one_echo(url) as (wss, readable, writable):
         with trio.move_on_after(0.05) as scope:
             await readable.receive()
         assert scope.cancelled_caught
@@ -170,7 +172,6 @@ async def test_a_cancelled_receive_hands_back_and_loses_nothing(server: Server) 
         for i in range(20):
             await writable.send(b"%d" % i)
         assert [await readable.receive() for _ in range(20)] == [b"%d" % i for i in range(20)]
-        wss.close()
 
 
 async def test_two_receivers_get_every_message_once(server: Server) -> None:
