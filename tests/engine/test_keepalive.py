@@ -10,6 +10,7 @@ is not kept alive by the heap.
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Any
 
 import pytest
@@ -93,8 +94,22 @@ async def test_a_closed_connection_is_not_kept_by_the_keepalive(autojump_clock: 
         keepalive = _keepalives.get()
         assert keepalive is not None
         assert any(entry.conn is conn for entry in keepalive._heap)
-    assert keepalive._heap
     assert not any(entry.conn is conn for entry in keepalive._heap)
+
+
+async def test_the_keepalive_does_not_wake_for_a_closed_connection(autojump_clock: Any) -> None:
+    # Its sleep must not end at the time of a connection that is gone: a
+    # MockClock jumps to the earliest deadline when every task is blocked.
+    async with open_pair(echo, ping_interval=50) as wss:
+        await wss.opened
+        keepalive = _keepalives.get()
+        assert keepalive is not None
+    assert not keepalive._heap
+    assert keepalive._scope is not None
+    assert keepalive._scope.deadline == math.inf
+    with trio.move_on_after(200):
+        await trio.sleep_forever()
+    assert trio.current_time() == pytest.approx(200)
 
 
 async def test_a_new_connection_with_an_earlier_ping_wakes_the_keepalive(

@@ -583,8 +583,8 @@ class Connection(Handoff):
     def _leave_keepalive(self) -> None:
         entry = self._ka_entry
         if entry is not None:
-            entry.conn = None  # the heap keeps no closed connection alive
             self._ka_entry = None
+            Keepalive.remove(entry)  # the heap keeps no closed connection alive
 
     async def closed_event(self) -> None:
         """Wait until ``closed`` settled, whatever the outcome."""

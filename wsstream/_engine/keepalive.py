@@ -19,10 +19,14 @@ if that is past); if not, the connection fails, unless our own backpressure
 may be what holds the pong unread (the readable paused reading meanwhile),
 in which case it tries again after ``ping_interval``.
 
-A connection that ends leaves its entry behind, emptied (it holds no
-reference to the connection): the heap never keeps a closed connection
-alive. The task lives as long as the run, sleeping when no connection has a
-keepalive, and costs nothing between pings.
+A connection that ends empties its entry (it holds no reference to the
+connection any more): the heap never keeps a closed connection alive, and
+empty entries at its top are dropped at once, so that the task never
+sleeps until the time of a connection that is gone; the others go when
+their time comes (at most one per connection that ended within the last
+``ping_interval`` or ``ping_timeout``). The task lives as long as the run,
+sleeping when no connection has a keepalive, and costs nothing between
+pings.
 """
 
 from __future__ import annotations
@@ -88,6 +92,24 @@ class Keepalive:
         entry = Entry(when, conn)
         keepalive._push(entry)
         return entry
+
+    @staticmethod
+    def remove(entry: Entry) -> None:
+        """The connection of ``entry`` ended: it gets no more steps. Empty
+        entries at the top of the heap go at once, so that the task never
+        sleeps until the time of a connection that is gone (a ``MockClock``
+        would jump to it)."""
+        entry.conn = None
+        keepalive = _keepalives.get()
+        if keepalive is None:
+            return
+        heap = keepalive._heap
+        if not heap or heap[0].conn is not None:
+            return
+        while heap and heap[0].conn is None:
+            heapq.heappop(heap)
+        if keepalive._scope is not None:
+            keepalive._scope.deadline = heap[0].when if heap else math.inf
 
     def _push(self, entry: Entry) -> None:
         heapq.heappush(self._heap, entry)
