@@ -63,9 +63,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
-from trio.lowlevel import (
-    checkpoint,
-)
+from trio.lowlevel import checkpoint, wait_readable
 
 from .._endpoints.client import Dialer
 from .._endpoints.handshake import ClientHandshake, HandshakeFailure, ServerHandshake
@@ -74,7 +72,14 @@ from .._errors import AbortError, HandshakeError, WebSocketError
 from .._options import CloseInfo, Options, Statistics
 from .._protocol import Core, Phase, Verdict
 from .._streams.promise import Promise
-from .._transport import SCRATCH_SIZE, SocketTransport, Transport, peer_address, transport_for
+from .._transport import (
+    SCRATCH_SIZE,
+    Buffer,
+    SocketTransport,
+    Transport,
+    peer_address,
+    transport_for,
+)
 from .handoff import Handoff
 from .inbox import DIRECT_READ_MIN, PARSE_BYTES, PARSE_FRAMES, Inbox
 from .keepalive import Keepalive
@@ -403,7 +408,20 @@ class Connection(Handoff):
                 # The user this parse woke reads next (handoff.py).
                 await self._step_aside()
                 continue
-            data = await transport.receive(inbox.read_size(SCRATCH_SIZE))
+            if direct is None:
+                data: Buffer | None = await transport.receive(inbox.read_size(SCRATCH_SIZE))
+            else:
+                # The wait in this frame, the read without one: an idle
+                # connection holds no more frames than it must.
+                if direct.must_wait and direct.fd >= 0:
+                    try:
+                        await wait_readable(direct.fd)
+                    except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                        core.receive_eof()  # as receive() returns b""
+                        continue
+                data = direct.read_ready(inbox.read_size(SCRATCH_SIZE))
+                if data is None:
+                    continue  # woken with nothing there: wait again
             if data:
                 self.bytes_received += len(data)
                 core.receive_data(data)
