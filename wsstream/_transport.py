@@ -171,8 +171,8 @@ class SocketTransport(Transport):
         scratch buffer (a view valid until the next read); ``b""`` at the
         end, ``None`` if nothing is there (:attr:`must_wait` is then set).
 
-        With :meth:`wait_readable` first when :attr:`must_wait`, it is
-        :meth:`receive` without a coroutine: the engine's reader waits on the
+        With trio's ``wait_readable(fd)`` first when :attr:`must_wait`, it
+        is :meth:`receive` without a coroutine: the engine's reader waits on the
         descriptor in its own frame, and an idle connection holds no frame of
         this method nor a view of the buffer while it waits (about 0.8 KiB).
         """
