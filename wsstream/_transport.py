@@ -162,17 +162,25 @@ class SocketTransport(Transport):
         return not self._drained
 
     async def receive(self, size: int) -> Buffer:
-        view = _scratch.view
-        n = await self.receive_into(view[:size])
-        return view[:n] if n else b""
+        while True:
+            if self._drained and self.fd >= 0:
+                # The last read emptied the socket: wait first, rather than
+                # spend a system call to learn it is still empty.
+                try:
+                    await wait_readable(self.fd)
+                except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                    return b""
+            data = self.read_ready(size)
+            if data is not None:
+                return data
 
     def read_ready(self, size: int) -> Buffer | None:
         """Read what the socket holds now, up to ``size`` bytes, into the
         scratch buffer (a view valid until the next read); ``b""`` at the
-        end, ``None`` if nothing is there (:attr:`must_wait` is then set).
+        end, ``None`` if nothing is there.
 
-        With trio's ``wait_readable(fd)`` first when :attr:`must_wait`, it
-        is :meth:`receive` without a coroutine: the engine's reader waits on the
+        With trio's ``wait_readable(fd)`` first unless :attr:`must_yield`,
+        it is :meth:`receive` without a coroutine: the engine's reader waits on the
         descriptor in its own frame, and an idle connection holds no frame of
         this method nor a view of the buffer while it waits (about 0.8 KiB).
         """
@@ -186,11 +194,6 @@ class SocketTransport(Transport):
             return None
         self._drained = n < size
         return view[:n] if n else b""
-
-    @property
-    def must_wait(self) -> bool:
-        """Whether the last read emptied the socket (wait before reading)."""
-        return self._drained
 
     async def receive_into(self, buffer: memoryview) -> int:
         """Read into ``buffer`` (as :meth:`receive`, without the scratch

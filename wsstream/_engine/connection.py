@@ -413,20 +413,16 @@ class Connection(Handoff):
             else:
                 # The wait in this frame, the read without one: an idle
                 # connection holds no more frames than it must.
-                if direct.must_wait and direct.fd >= 0:
+                if not direct.must_yield and direct.fd >= 0:
                     try:
                         await wait_readable(direct.fd)
                     except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
                         core.receive_eof()  # as receive() returns b""
                         continue
                 data = direct.read_ready(inbox.read_size(SCRATCH_SIZE))
-                if data is None:
-                    continue  # woken with nothing there: wait again
-            if data:
-                self.bytes_received += len(data)
-                core.receive_data(data)
-            else:
-                core.receive_eof()
+            if data is None:
+                continue  # woken with nothing there: wait again
+            self._feed(data)
 
     def _process(self) -> None:
         """Move what the core produced to the inbox and the outbox."""

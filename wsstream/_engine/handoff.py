@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING
 from trio.lowlevel import Abort, RaiseCancelT, Task, current_task, reschedule, wait_task_rescheduled
 
 from .._protocol import Phase
-from .._transport import SCRATCH_SIZE, SocketTransport
+from .._transport import SCRATCH_SIZE, Buffer, SocketTransport
 from .inbox import DIRECT_READ_MIN, PARSE_BYTES, PARSE_FRAMES
 from .writer import Writer
 
@@ -86,6 +86,14 @@ class Handoff(Writer):
 
     if TYPE_CHECKING:
         def _process(self) -> None: ...
+
+    def _feed(self, data: Buffer) -> None:
+        """Give the core what a read brought (``b""``: the end)."""
+        if data:
+            self.bytes_received += len(data)
+            self.core.receive_data(data)
+        else:
+            self.core.receive_eof()
 
     def _may_step_aside(self, transport: SocketTransport) -> bool:
         """At the reader's read point, with the socket drained: whether to
@@ -192,11 +200,7 @@ class Handoff(Writer):
         if self._finished or transport.fd < 0:
             return True  # the connection ended meanwhile: the inbox says how
         core = self.core
-        if data:
-            self.bytes_received += len(data)
-            core.receive_data(data)
-        else:
-            core.receive_eof()
+        self._feed(data)
         more = core.parse(PARSE_FRAMES, PARSE_BYTES, inbox.room())
         self._process()
         if (
